@@ -1,0 +1,35 @@
+"""One log line per event, as `key=value` pairs that log search tools can index.
+
+Auth events are logged with `extra={"event": ..., "account": ..., "outcome": ...}`; every extra
+field is appended. Values are quoted when they contain spaces. Callers pass identifiers and
+AADSTS codes only, never secrets or tokens (tests assert that on captured records).
+"""
+
+import logging
+
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+def _quote(value: object) -> str:
+    text = str(value).replace("\n", " ")
+    return f'"{text}"' if (" " in text or "=" in text or not text) else text
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update(
+            (key, value) for key, value in vars(record).items() if key not in _STANDARD_ATTRS
+        )
+        line = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line

@@ -1,0 +1,170 @@
+"""Settings for Dynamics Connect, every value read from the environment.
+
+`.env.example` documents each variable. Nothing here talks to the network or the database;
+misconfiguration that needs more than a type check is reported by the system checks in
+`accounts/checks.py`, which `manage.py` commands and `wsgi.py` run at start-up.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from bizible_site.env import env_bool, env_float, env_list, env_origin, env_origin_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+# A fixed, clearly unsafe key only in DEBUG, so that `manage.py` works for a developer without
+# any set-up; the `accounts.W001` check says so. Production must set its own.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or (
+    "insecure-development-key-do-not-use-in-production" if DEBUG else ""
+)
+if not SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+
+PUBLIC_BASE_URL = env_origin("PUBLIC_BASE_URL", "http://localhost:8000", allow_path=True)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# --- Entra ID and Dynamics ------------------------------------------------------------------
+ENTRA_AUTHORITY_HOST = env_origin("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com")
+ENTRA_CA_BUNDLE = env_str("ENTRA_CA_BUNDLE")
+ENTRA_HTTP_TIMEOUT = env_float("ENTRA_HTTP_TIMEOUT", 10.0, minimum=0.1, maximum=120.0)
+DYNAMICS_HTTP_TIMEOUT = env_float("DYNAMICS_HTTP_TIMEOUT", 15.0, minimum=0.1, maximum=120.0)
+# Minutes a started sign-in, signup or re-authorization stays valid.
+AUTH_FLOW_TTL_MINUTES = int(env_float("AUTH_FLOW_TTL_MINUTES", 15, minimum=1, maximum=60))
+
+# Extra Dynamics org origins accepted as "Application Id URL", such as the local emulator's.
+# Development only: an extra origin would let a customer point us at any host.
+DYNAMICS_EXTRA_ALLOWED_ORIGINS = env_origin_list("DYNAMICS_EXTRA_ALLOWED_ORIGINS")
+if DYNAMICS_EXTRA_ALLOWED_ORIGINS and not DEBUG:
+    raise ImproperlyConfigured(
+        "DYNAMICS_EXTRA_ALLOWED_ORIGINS is for development only and is refused when "
+        "DJANGO_DEBUG is off."
+    )
+
+# Newest key first: the first encrypts, all decrypt (see connections/crypto.py).
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+
+# --- Django ---------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "accounts",
+    "connections",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bizible_site.urls"
+WSGI_APPLICATION = "bizible_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.current_account",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded SQLite default lives here
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 60, maximum=86400)),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/"
+
+# Sessions live in the database so that a flow started on one app process completes on another.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Lax, never Strict: Entra ID's redirect back to /OAuth2 is a cross-site top-level GET that must
+# carry the session holding the flow.
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = int(env_float("SESSION_COOKIE_AGE", 8 * 3600, minimum=300, maximum=30 * 86400))
+_HTTPS = PUBLIC_BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS)
+CSRF_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS and not DEBUG)
+SECURE_HSTS_SECONDS = int(
+    env_float("SECURE_HSTS_SECONDS", 31536000 if _HTTPS else 0, maximum=63072000)
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _HTTPS)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"keyvalue": {"()": "bizible_site.logging.KeyValueFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # MSAL logs the authorization code at DEBUG: never let it below INFO.
+        "msal": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

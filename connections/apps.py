@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ConnectionsConfig(AppConfig):
+    name = "connections"
+
+    def ready(self) -> None:
+        from connections import checks  # noqa: F401 - registers the system checks

@@ -1,0 +1,22 @@
+"""Start-up checks for the encryption keys (run by manage.py and by wsgi.py)."""
+
+from django.conf import settings
+from django.core import checks
+
+from connections.crypto import validate_keys
+
+
+@checks.register(checks.Tags.security)
+def check_encryption_keys(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    return [
+        checks.Error(
+            problem,
+            hint=(
+                "Set FIELD_ENCRYPTION_KEYS to one or more comma-separated Fernet keys, newest "
+                'first. Generate one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"'
+            ),
+            id="connections.E001",
+        )
+        for problem in validate_keys(list(settings.FIELD_ENCRYPTION_KEYS))
+    ]

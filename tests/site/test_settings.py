@@ -1,0 +1,164 @@
+"""Settings come from the environment, and bad values stop the process at start-up."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+ROOT = Path(__file__).resolve().parents[2]
+VALID_KEY = "eB4DBo7t5RMaRwQHJ_MX6eNg1YMhj51ri2kUTxghQ-U="
+
+
+def load_settings(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """Import the settings module in a fresh interpreter with exactly this environment."""
+    base = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "FIELD_ENCRYPTION_KEYS": VALID_KEY,
+        "VAR_DIR": str(tmp_path),
+    }
+    code = (
+        "import bizible_site.settings as s; "
+        "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.ENTRA_AUTHORITY_HOST, "
+        "s.DYNAMICS_EXTRA_ALLOWED_ORIGINS, s.ENTRA_HTTP_TIMEOUT)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_debug_is_off_and_sqlite_under_var_is_the_default(tmp_path):
+    result = load_settings(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:3] == [
+        "False",
+        "django.db.backends.sqlite3",
+        "https://login.microsoftonline.com",
+    ]
+
+
+def test_postgresql_comes_from_database_url(tmp_path):
+    result = load_settings(tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:5432/test")
+
+    assert result.returncode == 0, result.stderr
+    assert "django.db.backends.postgresql" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("ENTRA_HTTP_TIMEOUT", "ten"),
+        ("ENTRA_HTTP_TIMEOUT", "-1"),
+        ("ENTRA_AUTHORITY_HOST", "login.microsoftonline.com"),
+        ("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com/organizations"),
+        ("PUBLIC_BASE_URL", "https://app.example.com/?x=1"),
+        ("PUBLIC_BASE_URL", "ftp://app.example.com"),
+    ],
+)
+def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, name, value):
+    result = load_settings(tmp_path, **{name: value})
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert name in result.stderr
+
+
+def test_a_missing_secret_key_stops_start_up_outside_debug(tmp_path):
+    result = load_settings(tmp_path, DJANGO_SECRET_KEY="")
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_extra_dynamics_origins_are_refused_when_debug_is_off(tmp_path):
+    result = load_settings(tmp_path, DYNAMICS_EXTRA_ALLOWED_ORIGINS="https://127.0.0.1:8443")
+
+    assert result.returncode != 0
+    assert "development only" in result.stderr
+
+
+def test_extra_dynamics_origins_are_accepted_in_development(tmp_path):
+    result = load_settings(
+        tmp_path,
+        DJANGO_DEBUG="true",
+        DYNAMICS_EXTRA_ALLOWED_ORIGINS="https://127.0.0.1:8443/, https://LOCALHOST:8443",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "['https://127.0.0.1:8443', 'https://localhost:8443']" in result.stdout
+
+
+def test_a_plain_http_authority_fails_the_system_checks(settings):
+    settings.ENTRA_AUTHORITY_HOST = "http://127.0.0.1:8443"
+
+    with pytest.raises(SystemCheckError, match=r"accounts\.E001"):
+        call_command("check")
+
+
+def test_a_missing_ca_bundle_file_fails_the_system_checks(settings, tmp_path):
+    settings.ENTRA_CA_BUNDLE = str(tmp_path / "missing.pem")
+
+    with pytest.raises(SystemCheckError, match=r"accounts\.E002"):
+        call_command("check")
+
+
+def test_the_wsgi_entry_point_refuses_to_start_without_encryption_keys(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "FIELD_ENCRYPTION_KEYS": "",
+        "VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import bizible_site.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "connections.E001" in result.stderr
+
+
+def test_the_session_cookie_stays_lax_so_the_entra_callback_keeps_its_session(settings):
+    assert settings.SESSION_COOKIE_SAMESITE == "Lax"
+    assert settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
+
+
+def test_msal_never_logs_below_warning(settings):
+    """MSAL logs the authorization code at DEBUG."""
+    assert settings.LOGGING["loggers"]["msal"]["level"] == "WARNING"
+
+
+def test_production_settings_pass_the_deployment_checks_without_warnings(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SECRET_KEY": "pr0duct10n-" + "x7Kq9" * 10,
+        "FIELD_ENCRYPTION_KEYS": VALID_KEY,
+        "PUBLIC_BASE_URL": "https://connect.example.com",
+        "ALLOWED_HOSTS": "connect.example.com",
+        "VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr + result.stdout
