@@ -1,0 +1,85 @@
+"""The Dynamics 365 Web API `WhoAmI` function, for every seeded org at once.
+
+All orgs are served by this one process, so the org is the request's `Host` header:
+`https://127.0.0.1:8443` and `https://localhost:8443` can be two different orgs.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import jwt
+
+from .state import EmulatorState, normalize_origin
+from .web import Request, Response, json_response
+
+_ODATA_HEADERS = [("OData-Version", "4.0")]
+_WHOAMI_CONTEXT = "api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse"
+
+
+def whoami(emu: EmulatorState, req: Request) -> Response:
+    host = req.headers.get("Host", "")
+    origin = normalize_origin(f"https://{host}")
+    org = emu.directory.orgs.get(origin) if origin else None
+    if org is None:
+        return json_response(
+            404,
+            {
+                "error": {
+                    "code": "0x80040217",
+                    "message": f"No Dynamics 365 organization is served at {origin or host}.",
+                }
+            },
+            outcome="unknown_org",
+        )
+
+    scheme, _, bearer = req.headers.get("Authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not bearer.strip():
+            raise _MissingToken
+        claims = emu.signer.verify(bearer.strip(), [org.url, f"{org.url}/"])
+    except (jwt.InvalidTokenError, _MissingToken) as exc:
+        challenge = (
+            f"Bearer authorization_uri={emu.origin}/{org.tenant_id}/oauth2/authorize, "
+            f"resource_id={org.url}/"
+        )
+        return Response(401, b"", [("WWW-Authenticate", challenge)], outcome=_reason(exc))
+
+    user = emu.directory.user(claims["oid"])
+    if user is None or not user.is_one_of(org.members):
+        return json_response(
+            403,
+            {
+                "error": {
+                    "code": "0x80072560",
+                    "message": "The user is not a member of the organization.",
+                }
+            },
+            outcome="0x80072560",
+            headers=_ODATA_HEADERS,
+        )
+    return json_response(
+        200,
+        {
+            "@odata.context": f"{org.url}/{_WHOAMI_CONTEXT}",
+            "BusinessUnitId": org.business_unit_id,
+            "UserId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{org.url}#{user.oid}")),
+            "OrganizationId": org.organization_id,
+        },
+        headers=_ODATA_HEADERS,
+        content_type="application/json; odata.metadata=minimal",
+    )
+
+
+class _MissingToken(Exception):
+    pass
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, _MissingToken):
+        return "no_token"
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired_token"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong_audience"
+    return "invalid_token"
