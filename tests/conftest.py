@@ -1,0 +1,152 @@
+"""Shared fixtures: the real local Entra ID emulator, a network guard, and factories.
+
+The emulator runs once per test session as a subprocess on free ports, over HTTPS with its own
+CA; the product is pointed at it through settings, exactly as `make run` does. Each test starts
+from the seed (`emulator.reset()`) and from empty per-process MSAL caches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.test import override_settings
+
+from accounts import entra
+from entra_emulator.testing import run_emulator
+from tests.network_guard import allow_local_port, guard_network
+
+DEMO_SEED = Path(__file__).resolve().parent.parent / "entra_emulator" / "demo_seed.json"
+
+
+# --- The emulator ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_guard() -> Iterator[None]:
+    """Any connection to something other than the emulator (or a server a test started)
+    fails the test."""
+    with guard_network():
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_files_without_collectstatic() -> Iterator[None]:
+    """Production uses WhiteNoise's manifest storage, which needs `collectstatic`; tests serve
+    the source files as development does."""
+    with override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+        WHITENOISE_AUTOREFRESH=True,
+        WHITENOISE_USE_FINDERS=True,
+    ):
+        yield
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The demo seed's values, as a person would type them into the product."""
+
+    tenant_id: str
+    other_tenant_id: str
+    client_id: str
+    client_secret: str
+    second_client_secret: str
+    org_url: str
+    admin: str
+    member: str
+    outsider: str
+
+
+@pytest.fixture(scope="session")
+def entra_emulator(tmp_path_factory, network_guard):
+    """The emulator process with the demo seed; the product's settings point at it."""
+    state_dir = tmp_path_factory.mktemp("emulator")
+    with run_emulator(
+        DEMO_SEED, state_dir, env={"PUBLIC_BASE_URL": "http://testserver"}, test_api=True
+    ) as emu:
+        for url in (emu.url, emu.browser_url):
+            allow_local_port(urlsplit(url).port)
+        localhost_origin = emu.url.replace("127.0.0.1", "localhost")
+        with override_settings(
+            ENTRA_AUTHORITY_HOST=emu.url,
+            ENTRA_CA_BUNDLE=str(emu.ca_path),
+            DYNAMICS_EXTRA_ALLOWED_ORIGINS=[emu.url, localhost_origin],
+        ):
+            yield emu
+
+
+@pytest.fixture
+def emulator(entra_emulator):
+    """The emulator, reset to its seed, with the product's MSAL caches emptied."""
+    entra_emulator.reset()
+    entra.reset_process_caches()
+    yield entra_emulator
+    entra.reset_process_caches()
+
+
+@pytest.fixture(scope="session")
+def demo(entra_emulator) -> Demo:
+    seed = json.loads(DEMO_SEED.read_text())
+    contoso, fabrikam = seed["tenants"][0], seed["tenants"][1]
+    app = seed["apps"][0]
+    return Demo(
+        tenant_id=contoso["id"],
+        other_tenant_id=fabrikam["id"],
+        client_id=app["client_id"],
+        client_secret=app["secrets"][0]["value"],
+        second_client_secret=app["secrets"][1]["value"],
+        org_url=entra_emulator.url,
+        admin=contoso["users"][0]["upn"],
+        member=contoso["users"][1]["upn"],
+        outsider=fabrikam["users"][0]["upn"],
+    )
+
+
+# --- Factories ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_account(db, demo):
+    """Create an account with a Connected Dynamics connection on the demo app, as a finished
+    signup would (without a token cache: sign-in does not use one)."""
+    from django.utils import timezone
+
+    from accounts.models import Account
+    from connections import crypto
+    from connections.models import DynamicsConnection
+
+    def make(
+        company_name: str = "Contoso Ltd",
+        *,
+        client_secret: str | None = None,
+        tenant_id: str | None = None,
+    ) -> Account:
+        account = Account.objects.create(
+            company_name=company_name,
+            phone="+14255550100",
+            website="https://www.contoso.example",
+            tenant_id=tenant_id or demo.tenant_id,
+        )
+        connection = DynamicsConnection(
+            account=account,
+            client_id=demo.client_id,
+            org_url=demo.org_url,
+            tenant_id=account.tenant_id,
+            secret_set_at=timezone.now(),
+            status=DynamicsConnection.Status.CONNECTED,
+            connected_as=demo.admin,
+        )
+        connection.client_secret_encrypted = crypto.encrypt(
+            client_secret or demo.client_secret, context=connection.secret_context()
+        )
+        connection.save()
+        return account
+
+    return make
