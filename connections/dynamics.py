@@ -1,0 +1,235 @@
+"""The Dynamics 365 (Dataverse) Web API: the only module that builds Dynamics URLs.
+
+``normalize_org_url`` decides which "Application Id URL" values are Dynamics orgs;
+``who_am_i`` proves that an access token works against the org. Every call has a timeout,
+follows no redirect, and refuses hosts that resolve to private or loopback addresses (unless
+the development allow-list names the origin), so a customer-typed URL cannot point the server
+at an internal service. Failures raise ``DynamicsError`` with a plain-language message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from bizible_site.sensitive import Secret
+
+logger = logging.getLogger("dynamics_connect.dynamics")
+
+API_VERSION = "v9.2"
+NOT_A_MEMBER = "0x80072560"
+
+# Dynamics 365 org hosts: {org}.crm[N].dynamics.com (and their .api. hosts), Germany, US
+# Government (GCC High, DoD) and China. From the Power Platform datacenter region list.
+_DYNAMICS_HOST = re.compile(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.(?:api\.)?"
+    r"(?:crm\d{0,2}\.dynamics\.com|crm\.microsoftdynamics\.(?:de|us)|crm\.dynamics\.cn"
+    r"|crm\.appsplatform\.us)$"
+)
+
+ORG_URL_HELP = (
+    "Your Dynamics 365 org URL, such as https://contoso.crm.dynamics.com: open Dynamics 365 "
+    "and copy the address up to and including .dynamics.com."
+)
+
+
+class InvalidOrgUrl(ValueError):
+    """The text is not the URL of a Dynamics 365 org; ``str()`` says why in plain words."""
+
+
+def normalize_org_url(raw: str) -> str:
+    """``https://<org host>`` in lower case, or raise InvalidOrgUrl explaining what is wrong."""
+    text = raw.strip()
+    if not text:
+        raise InvalidOrgUrl("Enter your Dynamics 365 org URL.")
+    if "\\" in text or any(ord(c) < 33 or ord(c) > 126 for c in text):
+        raise InvalidOrgUrl("The URL contains characters a Dynamics org URL never has.")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise InvalidOrgUrl("That is not a valid URL.") from None
+    if parts.scheme.lower() != "https":
+        raise InvalidOrgUrl("The Dynamics org URL must start with https://.")
+    if parts.username or parts.password or "@" in parts.netloc:
+        raise InvalidOrgUrl("Remove the user name or password from the URL.")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidOrgUrl(
+            "Enter only the org address, without a path or query: for example "
+            "https://contoso.crm.dynamics.com, not https://contoso.crm.dynamics.com/main.aspx."
+        )
+    host = (parts.hostname or "").lower()
+    origin = f"https://{host}" + (f":{port}" if port else "")
+    if origin in settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS:
+        return origin
+    if _is_ip_address(host) or host == "localhost" or host.endswith(".localhost"):
+        raise InvalidOrgUrl(
+            "Enter your Dynamics org's name, such as https://contoso.crm.dynamics.com, not an "
+            "IP address or localhost."
+        )
+    if port not in (None, 443):
+        raise InvalidOrgUrl("A Dynamics org URL has no port number.")
+    if not _DYNAMICS_HOST.match(host):
+        raise InvalidOrgUrl(
+            "That is not a Dynamics 365 org URL. It looks like https://contoso.crm.dynamics.com "
+            "(or crm4, crm11, ... for other regions)."
+        )
+    return f"https://{host}"
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class DynamicsError(Exception):
+    """A failed Web API call. ``code`` is loggable; ``message`` says what to do next;
+    ``token_rejected`` means Dynamics refused the token (401)."""
+
+    def __init__(self, message: str, *, code: str, token_rejected: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.token_rejected = token_rejected
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    user_id: str
+    business_unit_id: str
+    organization_id: str
+
+
+def who_am_i(org_url: str, access_token: Secret) -> WhoAmI:
+    """Call ``GET {org}/api/data/v9.2/WhoAmI``: proof that the token works for this org."""
+    url = f"{org_url}/api/data/{API_VERSION}/WhoAmI"
+    _refuse_internal_host(org_url)
+    try:
+        response = requests.get(
+            url,
+            headers={
+                "Authorization": f"Bearer {access_token.reveal()}",
+                "Accept": "application/json",
+                "OData-MaxVersion": "4.0",
+                "OData-Version": "4.0",
+            },
+            timeout=settings.DYNAMICS_HTTP_TIMEOUT,
+            verify=settings.ENTRA_CA_BUNDLE or True,
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        raise _failure(
+            "Dynamics 365 did not answer in time. Nothing was changed; try again in a minute.",
+            "timeout",
+            org_url,
+        ) from None
+    except requests.RequestException:
+        raise _failure(
+            f"Dynamics 365 at {org_url} could not be reached. Check the Application Id URL, "
+            "then try again.",
+            "unreachable",
+            org_url,
+        ) from None
+    if response.status_code == 200:
+        return _parse_who_am_i(response, org_url)
+    if response.status_code == 401:
+        raise _failure(
+            "Dynamics 365 refused the sign-in token. Check that the Application Id URL is "
+            "your org's URL and that the app has the Dynamics CRM user_impersonation "
+            "permission, then re-authorize.",
+            "http_401",
+            org_url,
+            token_rejected=True,
+        )
+    if response.status_code == 403:
+        code = _error_code(response)
+        if code == NOT_A_MEMBER:
+            raise _failure(
+                "Your Microsoft account is not a user of this Dynamics 365 org (or has no "
+                "security role there). Ask your Dynamics admin to add you, or sign in with "
+                "an account that is.",
+                "not_a_member",
+                org_url,
+            )
+        raise _failure(
+            "Your account lacks a permission in this Dynamics 365 org. Ask your Dynamics "
+            "admin for a security role.",
+            f"http_403_{code or 'forbidden'}",
+            org_url,
+        )
+    if response.status_code in (301, 302, 303, 307, 308, 404):
+        raise _failure(
+            f"{org_url} does not answer like a Dynamics 365 org. Check the Application Id URL.",
+            f"http_{response.status_code}",
+            org_url,
+        )
+    raise _failure(
+        "Dynamics 365 is having trouble right now. Nothing was changed; try again later.",
+        f"http_{response.status_code}",
+        org_url,
+    )
+
+
+def _parse_who_am_i(response: requests.Response, org_url: str) -> WhoAmI:
+    try:
+        body = response.json()
+        result = WhoAmI(
+            user_id=str(uuid.UUID(body["UserId"])),
+            business_unit_id=str(uuid.UUID(body["BusinessUnitId"])),
+            organization_id=str(uuid.UUID(body["OrganizationId"])),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise _failure(
+            f"{org_url} answered, but not like Dynamics 365. Check the Application Id URL.",
+            "invalid_response",
+            org_url,
+        ) from None
+    return result
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def _failure(message: str, code: str, org_url: str, *, token_rejected: bool = False):
+    logger.warning(
+        "Dynamics WhoAmI failed",
+        extra={"event": "dynamics.who_am_i", "outcome": "failure", "code": code, "org": org_url},
+    )
+    return DynamicsError(message, code=code, token_rejected=token_rejected)
+
+
+def _refuse_internal_host(org_url: str) -> None:
+    """Refuse an org host that resolves to a non-public address (SSRF, DNS rebinding)."""
+    if org_url in settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS:
+        return
+    host = urlsplit(org_url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, 443)}
+    except OSError:
+        raise _failure(
+            f"The Dynamics org {org_url} was not found. Check the Application Id URL.",
+            "dns",
+            org_url,
+        ) from None
+    if not all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+        raise _failure(
+            f"The Dynamics org {org_url} does not resolve to a public address, so it was not "
+            "contacted. Check the Application Id URL.",
+            "non_public_address",
+            org_url,
+        )
