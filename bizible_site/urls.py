@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import path
+
+from accounts import views as account_views
+from bizible_site.views import oauth2_callback
+from connections import views as connection_views
+
+urlpatterns = [
+    path("", account_views.landing, name="landing"),
+    path("healthz", account_views.healthz, name="healthz"),
+    path("Dynamics/Signup", connection_views.signup, name="signup"),
+    path("OAuth2", oauth2_callback, name="oauth2_callback"),
+    path("business/<str:account_id>", account_views.business, name="business"),
+    path("business/<str:account_id>/signin", account_views.business_sign_in, name="sign_in"),
+    path("business/<str:account_id>/welcome", account_views.welcome, name="welcome"),
+    path("signout", account_views.sign_out, name="sign_out"),
+    path("settings/members", account_views.members, name="members"),
+    path("settings/members/<int:membership_id>", account_views.member_change, name="member_change"),
+    path("admin/", admin.site.urls),
+]

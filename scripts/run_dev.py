@@ -1,0 +1,145 @@
+"""`make run`: the app and the local Entra ID emulator together, on SQLite, for a person.
+
+Creates development keys under var/ on first run, starts the emulator with the demo seed
+(HTTPS on EMULATOR_PORT, browser pages on EMULATOR_BROWSER_PORT), migrates, prints the demo
+values to type into the signup form, and serves the app on http://localhost:PORT. Ctrl-C
+stops both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+DEV_ENV = VAR / "dev.env"
+DEMO_SEED = ROOT / "entra_emulator" / "demo_seed.json"
+READY_PREFIX = "entra-emulator ready at "
+
+
+def port(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        sys.exit(f"{name} must be a TCP port number, not {raw!r}.")
+    return int(raw)
+
+
+def development_keys() -> dict[str, str]:
+    """Read var/dev.env, writing it (mode 0600) with fresh keys on first run."""
+    if not DEV_ENV.exists():
+        import secrets
+
+        from cryptography.fernet import Fernet
+
+        VAR.mkdir(exist_ok=True)
+        DEV_ENV.write_text(
+            "# Development keys written by `make run`. Never use them in production.\n"
+            f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\n"
+            f"FIELD_ENCRYPTION_KEYS={Fernet.generate_key().decode()}\n"
+        )
+        DEV_ENV.chmod(0o600)
+        print(f"Wrote development keys to {DEV_ENV.relative_to(ROOT)}.")
+    pairs = (line.split("=", 1) for line in DEV_ENV.read_text().splitlines())
+    return {key: value for key, *rest in pairs if not key.startswith("#") for value in rest}
+
+
+def echo_lines(stream) -> None:
+    for line in stream:
+        print(line, end="")
+
+
+def start_emulator(env: dict[str, str], https_port: int, browser_port: int) -> subprocess.Popen:
+    emulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "entra_emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(https_port),
+            "--browser-port",
+            str(browser_port),
+            "--seed",
+            str(DEMO_SEED),
+            "--state-dir",
+            str(VAR / "emulator"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in emulator.stdout:
+        print(line, end="")
+        if line.startswith(READY_PREFIX):
+            threading.Thread(target=echo_lines, args=(emulator.stdout,), daemon=True).start()
+            return emulator
+    sys.exit("The Entra ID emulator stopped before it was ready; see its messages above.")
+
+
+def demo_values(emulator_url: str, public_base_url: str) -> list[tuple[str, str]]:
+    seed = json.loads(DEMO_SEED.read_text())
+    app = seed["apps"][0]
+    users = seed["tenants"][0]["users"]
+    return [
+        ("Client Id", app["client_id"]),
+        ("Client Secret", app["secrets"][0]["value"]),
+        ("Second Client Secret", app["secrets"][1]["value"]),
+        ("Application Id URL", emulator_url),
+        ("Admin user", users[0]["upn"]),
+        ("Member user", users[1]["upn"]),
+        ("Sign up at", f"{public_base_url}/Dynamics/Signup"),
+    ]
+
+
+def main() -> None:
+    app_port = port("PORT", 8000)
+    https_port = port("EMULATOR_PORT", 8443)
+    browser_port = port("EMULATOR_BROWSER_PORT", 8080)
+    emulator_url = f"https://127.0.0.1:{https_port}"
+    public_base_url = f"http://localhost:{app_port}"
+    env = {
+        **os.environ,
+        **development_keys(),
+        "DJANGO_DEBUG": "true",
+        "PUBLIC_BASE_URL": public_base_url,
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "ENTRA_AUTHORITY_HOST": emulator_url,
+        "ENTRA_CA_BUNDLE": str(VAR / "emulator" / "ca.pem"),
+        "DYNAMICS_EXTRA_ALLOWED_ORIGINS": f"{emulator_url},https://localhost:{https_port}",
+    }
+    emulator = start_emulator(env, https_port, browser_port)
+    app = None
+    try:
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
+        print("\nDemo values for the signup form (the emulator's demo tenant, Contoso):")
+        for label, value in demo_values(emulator_url, public_base_url):
+            print(f"{label}: {value}")
+        print(
+            f"\nDynamics Connect is at {public_base_url}/ (Ctrl-C stops it and the emulator)\n",
+            flush=True,
+        )
+        app = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{app_port}"], cwd=ROOT, env=env)
+        app.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in (app, emulator):
+            if process and process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+if __name__ == "__main__":
+    main()
