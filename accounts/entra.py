@@ -794,16 +794,22 @@ def acquire_token_silently(
     """
     cache = msal.SerializableTokenCache()
     cache.deserialize(token_cache or None)
-    msal_app = _build_app(app.client_id, app.client_secret.reveal(), app.tenant, cache)
-    accounts = msal_app.get_accounts()
-    account = next((a for a in accounts if a["home_account_id"] == home_account_id), None)
-    account = account or (accounts[0] if accounts else None)
-    if account is None:
+    cached = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+    stored = next((a for a in cached if a.get("home_account_id") == home_account_id), None)
+    stored = stored or (cached[0] if cached else None)
+    if stored is None:
         raise EntraRejected(
             "No stored sign-in was found for this connection. Re-authorize it.",
             code="no_cached_account",
             credentials_rejected=True,
         )
+    # MSAL files tokens under the authority that issued them (a signup's came from
+    # /organizations): ask that same authority, or every call would refresh.
+    tenant = stored.get("realm") or app.tenant
+    msal_app = _build_app(app.client_id, app.client_secret.reveal(), tenant, cache)
+    account = next(
+        a for a in msal_app.get_accounts() if a["home_account_id"] == stored["home_account_id"]
+    )
     log_fields = {"client_id": app.client_id}
     try:
         result = msal_app.acquire_token_silent_with_error(

@@ -16,5 +16,16 @@ urlpatterns = [
     path("signout", account_views.sign_out, name="sign_out"),
     path("settings/members", account_views.members, name="members"),
     path("settings/members/<int:membership_id>", account_views.member_change, name="member_change"),
+    path("settings/connections", connection_views.connections, name="connections"),
+    path(
+        "settings/connections/<int:connection_id>/reauthorize",
+        connection_views.reauthorize,
+        name="reauthorize",
+    ),
+    path(
+        "settings/connections/<int:connection_id>/test",
+        connection_views.test_connection,
+        name="test_connection",
+    ),
     path("admin/", admin.site.urls),
 ]

@@ -13,6 +13,7 @@ from connections import views as connection_views
 CALLBACKS = {
     entra.Purpose.SIGN_IN: account_views.complete_sign_in,
     entra.Purpose.SIGNUP: connection_views.complete_signup,
+    entra.Purpose.REAUTHORIZE: connection_views.complete_reauthorization,
 }
 
 

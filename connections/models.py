@@ -63,7 +63,9 @@ class DynamicsConnection(models.Model):
             secret = crypto.decrypt(self.client_secret_encrypted, context=self.secret_context())
         except crypto.UndecryptableValue as problem:
             self.mark_needs_reauthorization(code="undecryptable_secret", message=str(problem))
-            raise entra.CredentialsUnavailable(code="undecryptable_secret") from None
+            raise entra.CredentialsUnavailable(
+                code="undecryptable_secret", credentials_rejected=True
+            ) from None
         return entra.AppRegistration(self.client_id, secret, self.tenant_id)
 
     def mark_needs_reauthorization(self, *, code: str, message: str) -> None:

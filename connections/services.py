@@ -1,4 +1,4 @@
-"""Writes and outbound calls for Dynamics connections: signup and (later) re-authorization.
+"""Writes and outbound calls for Dynamics connections: signup, re-authorization, tokens.
 
 Nothing is written to an account or connection until Entra ID has issued tokens for the
 submitted credentials and Dynamics' WhoAmI has accepted them; the credentials wait meanwhile
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,7 +62,6 @@ class SignupRequest:
 
 def pending_signup_create(*, signup: SignupRequest) -> PendingAuthorization:
     """Keep the submitted signup (secret encrypted) until Entra ID has proven it."""
-    PendingAuthorization.objects.filter(expires_at__lt=timezone.now()).delete()
     pending = PendingAuthorization(
         purpose=PendingAuthorization.Purpose.SIGNUP,
         company_name=signup.company_name,
@@ -69,9 +70,13 @@ def pending_signup_create(*, signup: SignupRequest) -> PendingAuthorization:
         client_id=signup.client_id,
         org_url=signup.org_url,
     )
-    pending.client_secret_encrypted = crypto.encrypt(
-        signup.client_secret, context=pending.secret_context()
-    )
+    return _store_pending(pending, signup.client_secret)
+
+
+def _store_pending(pending: PendingAuthorization, secret: Secret) -> PendingAuthorization:
+    """Save a pending authorization with its secret encrypted; drop expired ones meanwhile."""
+    PendingAuthorization.objects.filter(expires_at__lt=timezone.now()).delete()
+    pending.client_secret_encrypted = crypto.encrypt(secret, context=pending.secret_context())
     pending.save()
     return pending
 
@@ -135,13 +140,25 @@ def account_create_from_signup(*, flow: StoredFlow, callback_params) -> SignupRe
     return result
 
 
+_CANCELLED = {
+    PendingAuthorization.Purpose.SIGNUP: (
+        "You cancelled at Microsoft's sign-in, so no account was created. Submit the form "
+        "again when you are ready."
+    ),
+    PendingAuthorization.Purpose.REAUTHORIZE: (
+        "You cancelled at Microsoft's sign-in. The connection was not changed."
+    ),
+}
+
+
 def _prove_credentials(
     pending: PendingAuthorization, flow: StoredFlow, callback_params
 ) -> SignInResult:
     """Redeem the code with the pending secret and call WhoAmI; AuthorizationFailed if not."""
     if pending.is_expired:
         raise AuthorizationFailed(
-            "The signup took longer than 15 minutes, so it expired. Please submit the form again.",
+            f"This took longer than {settings.AUTH_FLOW_TTL_MINUTES} minutes, so it expired. "
+            "Please submit the form again.",
             code="pending_expired",
         )
     try:
@@ -150,10 +167,7 @@ def _prove_credentials(
         dynamics.who_am_i(pending.org_url, identity.access_token)
     except entra.SignInCancelled as cancelled:
         raise AuthorizationFailed(
-            "You cancelled at Microsoft's sign-in, so no account was created. Submit the form "
-            "again when you are ready.",
-            code=cancelled.code,
-            cancelled=True,
+            _CANCELLED[pending.purpose], code=cancelled.code, cancelled=True
         ) from None
     except entra.EntraError as error:
         raise AuthorizationFailed(error.message, code=error.code) from None
@@ -161,7 +175,7 @@ def _prove_credentials(
         raise AuthorizationFailed(error.message, code=f"dynamics_{error.code}") from None
     except crypto.UndecryptableValue:
         raise AuthorizationFailed(
-            "The signup could not be completed. Please submit the form again.",
+            "The request could not be completed. Please submit the form again.",
             code="undecryptable_pending",
         ) from None
     return identity
@@ -204,3 +218,265 @@ def _create_account(pending: PendingAuthorization, identity: SignInResult) -> Si
         detail=f"Account created; Dynamics {pending.org_url} connected as {identity.username}.",
     )
     return SignupResult(account=account, user=user, other_accounts_of_tenant=other_accounts)
+
+
+# --- Re-authorization -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReauthorizationRequest:
+    client_id: str
+    client_secret: Secret = field(repr=False)
+    org_url: str
+    secret_expires_on: date | None = None
+
+
+def pending_reauthorization_create(
+    *, connection: DynamicsConnection, actor: User, request: ReauthorizationRequest
+) -> PendingAuthorization:
+    """Keep new credentials (secret encrypted) until Entra ID and WhoAmI have proven them.
+
+    Records the connection's version: if the connection changes meanwhile (another admin's
+    re-authorization), this one will not overwrite it.
+    """
+    pending = PendingAuthorization(
+        purpose=PendingAuthorization.Purpose.REAUTHORIZE,
+        connection=connection,
+        requested_by=actor,
+        client_id=request.client_id,
+        org_url=request.org_url,
+        secret_expires_on=request.secret_expires_on,
+        connection_version=connection.version,
+    )
+    return _store_pending(pending, request.client_secret)
+
+
+def reauthorization_app_registration(
+    *, connection: DynamicsConnection, request: ReauthorizationRequest
+) -> AppRegistration:
+    """New credentials run on the connection's own tenant: a connection cannot move tenants."""
+    return AppRegistration(request.client_id, request.client_secret, connection.tenant_id)
+
+
+def connection_reauthorize(*, flow: StoredFlow, callback_params, actor: User) -> DynamicsConnection:
+    """Complete a re-authorization: prove the new values, then swap them in atomically.
+
+    On any failure the stored connection is left exactly as it was (same ciphertexts, same
+    token cache), a failed audit event is written, and AuthorizationFailed is raised.
+    """
+    pending = (
+        PendingAuthorization.objects.select_related("connection__account")
+        .filter(pk=flow.context.get("pending"), purpose=PendingAuthorization.Purpose.REAUTHORIZE)
+        .first()
+    )
+    if pending is None or pending.connection is None:
+        raise AuthorizationFailed(
+            "This re-authorization link was already used or has expired. Nothing was changed; "
+            "please start again.",
+            code="pending_missing",
+        )
+    connection = pending.connection
+    try:
+        if pending.requested_by_id != actor.pk or not _is_active_admin(actor, connection):
+            raise AuthorizationFailed(
+                "Only the admin who started this re-authorization can complete it. Nothing "
+                "was changed.",
+                code="actor_mismatch",
+            )
+        identity = _prove_credentials(pending, flow, callback_params)
+        if identity.tenant_id != connection.tenant_id:
+            raise AuthorizationFailed(
+                "You signed in with an account of another Microsoft tenant. A connection stays "
+                "in its organization's tenant; nothing was changed.",
+                code="tenant_mismatch",
+            )
+        with transaction.atomic():
+            locked = DynamicsConnection.objects.select_for_update().get(pk=connection.pk)
+            if locked.version != pending.connection_version:
+                raise AuthorizationFailed(
+                    "Another admin changed this connection while you were signing in, so "
+                    "your change was not applied. Check the connection and try again if "
+                    "needed.",
+                    code="changed_meanwhile",
+                )
+            _replace_credentials(locked, pending, identity)
+            audit_record(
+                account=connection.account,
+                actor=actor,
+                action="reauthorize",
+                outcome=AuditEvent.Outcome.SUCCESS,
+                detail=f"Re-authorized with Client Id {pending.client_id} for {pending.org_url} "
+                f"as {identity.username}.",
+            )
+            pending.delete()
+    except AuthorizationFailed as failure:
+        audit_record(
+            account=connection.account,
+            actor=actor,
+            action="reauthorize",
+            outcome=AuditEvent.Outcome.FAILURE,
+            detail=f"Re-authorization with Client Id {pending.client_id} failed: {failure.message}",
+            error_code=failure.code,
+        )
+        pending.delete()
+        raise
+    return locked
+
+
+def _is_active_admin(user: User, connection: DynamicsConnection) -> bool:
+    return Membership.objects.filter(
+        account_id=connection.account_id, user=user, role=Membership.Role.ADMIN, is_blocked=False
+    ).exists()
+
+
+def _replace_credentials(
+    connection: DynamicsConnection, pending: PendingAuthorization, identity: SignInResult
+) -> None:
+    now = timezone.now()
+    secret = crypto.decrypt(pending.client_secret_encrypted, context=pending.secret_context())
+    connection.client_id = pending.client_id
+    connection.client_secret_encrypted = crypto.encrypt(secret, context=connection.secret_context())
+    connection.secret_set_at = now
+    connection.secret_expires_on = pending.secret_expires_on
+    connection.org_url = pending.org_url
+    connection.token_cache_encrypted = crypto.encrypt(
+        identity.token_cache, context=connection.token_cache_context()
+    )
+    connection.home_account_id = identity.home_account_id
+    connection.connected_as = identity.username
+    connection.status = DynamicsConnection.Status.CONNECTED
+    connection.last_error_code = connection.last_error_message = ""
+    connection.last_verified_at = now
+    connection.version += 1
+    connection.save()
+
+
+# --- Tokens and health ----------------------------------------------------------------------
+
+
+class ConnectionUnusable(Exception):
+    """The connection cannot reach Dynamics now; its status has been updated to say why."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def connection_access_token(
+    *, connection: DynamicsConnection, force_refresh: bool = False
+) -> Secret:
+    """A Dynamics access token from the connection's token cache, refreshed when needed.
+
+    The row is locked while refreshing, so processes refreshing the same connection take
+    turns; the cache is saved (encrypted) only when MSAL changed it. A refresh token or app
+    credentials that no longer work mark the connection Needs re-authentication.
+    """
+    with transaction.atomic():
+        locked = (
+            DynamicsConnection.objects.select_for_update()
+            .select_related("account")
+            .get(pk=connection.pk)
+        )
+        try:
+            token = _silent_token(locked, force_refresh=force_refresh)
+        except (crypto.UndecryptableValue, entra.EntraError) as error:
+            failure = error
+        else:
+            failure = None
+            if token.token_cache:
+                locked.token_cache_encrypted = crypto.encrypt(
+                    token.token_cache, context=locked.token_cache_context()
+                )
+                locked.save(update_fields=["token_cache_encrypted", "updated_at"])
+    if isinstance(failure, crypto.UndecryptableValue):
+        locked.mark_needs_reauthorization(code="undecryptable_token_cache", message=str(failure))
+        raise ConnectionUnusable(str(failure), code="undecryptable_token_cache")
+    if failure is not None:
+        if failure.credentials_rejected:
+            locked.mark_needs_reauthorization(code=failure.code, message=failure.message)
+        raise ConnectionUnusable(failure.message, code=failure.code)
+    connection.token_cache_encrypted = locked.token_cache_encrypted
+    return token.access_token
+
+
+def _silent_token(connection: DynamicsConnection, *, force_refresh: bool) -> entra.SilentToken:
+    cache = crypto.decrypt(
+        connection.token_cache_encrypted, context=connection.token_cache_context()
+    )
+    return entra.acquire_token_silently(
+        connection.app_registration(),
+        token_cache=cache.reveal(),
+        scopes=[entra.dynamics_scope(connection.org_url)],
+        home_account_id=connection.home_account_id,
+        force_refresh=force_refresh,
+    )
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    connection: DynamicsConnection
+    ok: bool
+    detail: str
+    code: str = ""
+
+
+def connection_check(*, connection: DynamicsConnection) -> CheckResult:
+    """Prove the connection works now: a (silently refreshed) token and a WhoAmI call.
+
+    Updates the status, the last error and, on success, the last verified time. A WhoAmI 401
+    gets one forced refresh before the connection is marked Needs re-authentication.
+    """
+    try:
+        token = connection_access_token(connection=connection)
+        try:
+            dynamics.who_am_i(connection.org_url, token)
+        except dynamics.DynamicsError as error:
+            if not error.token_rejected:
+                raise
+            token = connection_access_token(connection=connection, force_refresh=True)
+            dynamics.who_am_i(connection.org_url, token)
+    except ConnectionUnusable as unusable:
+        connection.refresh_from_db()
+        if connection.status != DynamicsConnection.Status.NEEDS_REAUTH:
+            _set_status(
+                connection, DynamicsConnection.Status.ERROR, unusable.code, unusable.message
+            )
+        return CheckResult(connection, False, unusable.message, unusable.code)
+    except dynamics.DynamicsError as error:
+        status = (
+            DynamicsConnection.Status.NEEDS_REAUTH
+            if error.token_rejected or error.code == "not_a_member"
+            else DynamicsConnection.Status.ERROR
+        )
+        _set_status(connection, status, f"dynamics_{error.code}", error.message)
+        return CheckResult(connection, False, error.message, f"dynamics_{error.code}")
+    _set_status(connection, DynamicsConnection.Status.CONNECTED, "", "", verified=True)
+    return CheckResult(connection, True, f"WhoAmI answered for {connection.connected_as}.")
+
+
+def _set_status(
+    connection: DynamicsConnection, status: str, code: str, message: str, *, verified: bool = False
+) -> None:
+    """Update only the health fields, never the credentials (another process may be changing
+    them)."""
+    fields = {"status": status, "last_error_code": code[:64], "last_error_message": message[:1000]}
+    if verified:
+        fields["last_verified_at"] = timezone.now()
+    DynamicsConnection.objects.filter(pk=connection.pk).update(**fields, updated_at=timezone.now())
+    for name, value in fields.items():
+        setattr(connection, name, value)
+
+
+def connection_test(*, connection: DynamicsConnection, actor: User) -> CheckResult:
+    """An admin's "Test connection": the check, recorded in the account's audit trail."""
+    result = connection_check(connection=connection)
+    audit_record(
+        account=connection.account,
+        actor=actor,
+        action="connection_test",
+        outcome=AuditEvent.Outcome.SUCCESS if result.ok else AuditEvent.Outcome.FAILURE,
+        detail=result.detail,
+        error_code=result.code,
+    )
+    return result

@@ -1,17 +1,20 @@
-from django.contrib import auth
+from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import entra
-from accounts.access import CURRENT_ACCOUNT_SESSION_KEY
-from accounts.views import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY
+from accounts.access import CURRENT_ACCOUNT_SESSION_KEY, current_membership
+from accounts.models import AuditEvent
+from accounts.views import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, auth_error
 from bizible_site.sensitive import Secret
 from connections import services
-from connections.forms import SignupForm
+from connections.forms import ReauthorizeForm, SignupForm
+from connections.models import DynamicsConnection, PendingAuthorization
 
 SIGNUP_RETRY_SESSION_KEY = "signup.retry"
 
@@ -31,18 +34,14 @@ def signup(request: HttpRequest) -> HttpResponse:
             )
             pending = services.pending_signup_create(signup=submitted)
             try:
-                authorize_url = entra.start_flow(
+                return _redirect_to_entra(
                     request,
                     purpose=entra.Purpose.SIGNUP,
                     app=services.signup_app_registration(submitted),
-                    scopes=[entra.dynamics_scope(submitted.org_url)],
-                    context={"pending": str(pending.pk)},
+                    pending=pending,
                 )
             except entra.EntraError as failure:
-                pending.delete()
                 error = failure.message
-            else:
-                return redirect(authorize_url)
     else:
         retry = request.session.pop(SIGNUP_RETRY_SESSION_KEY, None) or {}
         form = SignupForm(initial=retry.get("fields"))
@@ -58,6 +57,29 @@ def signup(request: HttpRequest) -> HttpResponse:
             "redirect_uris": entra.registered_redirect_uris(),
         },
     )
+
+
+def _redirect_to_entra(
+    request: HttpRequest,
+    *,
+    purpose: entra.Purpose,
+    app: entra.AppRegistration,
+    pending: PendingAuthorization,
+) -> HttpResponse:
+    """Send the browser to Entra ID to prove pending credentials. If the flow cannot start
+    (Entra ID unreachable), the pending row is dropped and the EntraError raised."""
+    try:
+        authorize_url = entra.start_flow(
+            request,
+            purpose=purpose,
+            app=app,
+            scopes=[entra.dynamics_scope(pending.org_url)],
+            context={"pending": str(pending.pk)},
+        )
+    except entra.EntraError:
+        pending.delete()
+        raise
+    return redirect(authorize_url)
 
 
 def complete_signup(request: HttpRequest, flow: entra.StoredFlow) -> HttpResponse:
@@ -78,3 +100,126 @@ def complete_signup(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespons
         for a in result.other_accounts_of_tenant
     ]
     return redirect("welcome", account_id=result.account.account_id)
+
+
+# --- Connections settings page --------------------------------------------------------------
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def _admin_connection(request: HttpRequest, connection_id: int | None = None):
+    """The current account's admin membership and its Dynamics connection (404 otherwise)."""
+    admin = current_membership(request, admin=True)
+    connections = DynamicsConnection.objects.filter(account=admin.account)
+    if connection_id is not None:
+        connections = connections.filter(pk=connection_id)
+    return admin, get_object_or_404(connections.select_related("account"))
+
+
+def _reauthorize_initial(connection: DynamicsConnection) -> dict:
+    return {
+        "client_id": connection.client_id,
+        "org_url": connection.org_url,
+        "secret_expires_on": connection.secret_expires_on,
+    }
+
+
+@require_GET
+def connections(request: HttpRequest) -> HttpResponse:
+    admin, connection = _admin_connection(request)
+    events = AuditEvent.objects.filter(account=admin.account).select_related("actor")[:20]
+    return render(
+        request,
+        "connections/connections.html",
+        {
+            "account": admin.account,
+            "connection": connection,
+            "form": ReauthorizeForm(initial=_reauthorize_initial(connection)),
+            "events": events,
+            "secret_expiry": _secret_expiry(connection),
+        },
+    )
+
+
+def _secret_expiry(connection: DynamicsConnection) -> dict | None:
+    """What to say about the secret's expiry date: a warning from 30 days before it."""
+    if connection.secret_expires_on is None:
+        return None
+    days_left = (connection.secret_expires_on - timezone.localdate()).days
+    return {
+        "date": connection.secret_expires_on,
+        "days_left": days_left,
+        "expired": days_left < 0,
+        "warn": days_left <= EXPIRY_WARNING_DAYS,
+    }
+
+
+@sensitive_post_parameters("client_secret")
+@sensitive_variables()
+@require_http_methods(["GET", "POST"])
+@never_cache
+def reauthorize(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """The key icon's form: in the modal, or as this page without JavaScript."""
+    admin, connection = _admin_connection(request, connection_id)
+    error = None
+    if request.method == "POST":
+        form = ReauthorizeForm(request.POST)
+        if form.is_valid():
+            submitted = services.ReauthorizationRequest(
+                **{**form.cleaned_data, "client_secret": Secret(form.cleaned_data["client_secret"])}
+            )
+            pending = services.pending_reauthorization_create(
+                connection=connection, actor=admin.user, request=submitted
+            )
+            try:
+                return _redirect_to_entra(
+                    request,
+                    purpose=entra.Purpose.REAUTHORIZE,
+                    app=services.reauthorization_app_registration(
+                        connection=connection, request=submitted
+                    ),
+                    pending=pending,
+                )
+            except entra.EntraError as failure:
+                error = failure.message
+    else:
+        form = ReauthorizeForm(initial=_reauthorize_initial(connection))
+    return render(
+        request,
+        "connections/reauthorize.html",
+        {"account": admin.account, "connection": connection, "form": form, "error": error},
+    )
+
+
+def complete_reauthorization(request: HttpRequest, flow: entra.StoredFlow) -> HttpResponse:
+    """The /OAuth2 callback for a re-authorization: outcome shown on the Connections page."""
+    if not request.user.is_authenticated:
+        return auth_error(request, entra.FlowExpired(code="signed_out"))
+    try:
+        connection = services.connection_reauthorize(
+            flow=flow, callback_params=request.GET, actor=request.user
+        )
+    except services.AuthorizationFailed as failure:
+        if failure.cancelled:
+            messages.info(request, failure.message)
+        else:
+            messages.error(request, f"Re-authorization failed: {failure.message}")
+    else:
+        messages.success(
+            request,
+            f"The Dynamics connection was re-authorized and works: connected to "
+            f"{connection.org_url} as {connection.connected_as}.",
+        )
+    return redirect("connections")
+
+
+@require_POST
+def test_connection(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Run WhoAmI now (with a silent token refresh) and show the result."""
+    admin, connection = _admin_connection(request, connection_id)
+    result = services.connection_test(connection=connection, actor=admin.user)
+    if result.ok:
+        messages.success(request, f"Connection test passed: {result.detail}")
+    else:
+        messages.error(request, f"Connection test failed: {result.detail}")
+    return redirect("connections")

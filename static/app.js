@@ -14,3 +14,22 @@
     });
   });
 })();
+
+// The key icon's modal: a native <dialog> (focus moves in, the page behind is inert, Escape
+// closes it). Without JavaScript, or without <dialog> support, the key icon stays a link to
+// a page with the same form.
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-opens-dialog]").forEach(function (opener) {
+    var dialog = document.getElementById(opener.dataset.opensDialog);
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    var fallback = opener.parentElement.querySelector(".js-hidden");
+    if (fallback) fallback.hidden = true;
+    opener.hidden = false;
+    opener.addEventListener("click", function () { dialog.showModal(); });
+    dialog.addEventListener("close", function () { opener.focus(); });
+    dialog.querySelectorAll("[data-closes-dialog]").forEach(function (closer) {
+      closer.addEventListener("click", function () { dialog.close(); });
+    });
+  });
+})();

@@ -14,44 +14,9 @@ from django.utils import timezone
 from accounts.models import Account, AuditEvent, Membership, User
 from connections.models import DynamicsConnection, PendingAuthorization
 from entra_emulator.testing import sign_in
+from tests.journeys import SIGNUP_URL, follow_callback, sign_up, signup_form, submit_signup
 
 pytestmark = pytest.mark.django_db
-
-SIGNUP_URL = "/Dynamics/Signup"
-
-
-def signup_form(demo, **overrides) -> dict[str, str]:
-    return {
-        "company_name": "Contoso Ltd",
-        "phone": "+1 (425) 555-0100",
-        "website": "https://www.contoso.example",
-        "client_id": demo.client_id,
-        "client_secret": demo.client_secret,
-        "org_url": demo.org_url,
-        **overrides,
-    }
-
-
-def submit(client: Client, demo, **overrides) -> str:
-    """Post the signup form; returns the Entra ID authorize URL it redirects to."""
-    response = client.post(SIGNUP_URL, signup_form(demo, **overrides))
-    assert response.status_code == 302, response.content.decode()[:2000]
-    return response["Location"]
-
-
-def callback(client: Client, url: str):
-    parts = urlsplit(url)
-    assert f"{parts.scheme}://{parts.netloc}" == "http://testserver"
-    return client.get(f"{parts.path}?{parts.query}")
-
-
-def sign_up(client: Client, demo, *, email=None, accept=True, **overrides):
-    """The whole journey; returns the response to the /OAuth2 callback."""
-    authorize_url = submit(client, demo, **overrides)
-    redirect = sign_in(
-        requests.Session(), authorize_url, email or demo.admin, accept_consent=accept
-    )
-    return callback(client, redirect)
 
 
 def nothing_was_created() -> bool:
@@ -100,9 +65,9 @@ def test_the_welcome_page_shows_the_account_id_and_the_sign_in_url(emulator, dem
 
 
 def test_the_user_is_signed_in_with_a_new_session_key(emulator, demo, client):
-    authorize_url = submit(client, demo)
+    authorize_url = submit_signup(client, demo)
     key_before = client.session.session_key
-    callback(client, sign_in(requests.Session(), authorize_url, demo.admin))
+    follow_callback(client, sign_in(requests.Session(), authorize_url, demo.admin))
 
     assert client.session.session_key != key_before
     assert int(client.session["_auth_user_id"]) == User.objects.get().pk
@@ -136,7 +101,7 @@ def test_the_account_id_is_random_and_url_safe(emulator, demo, client):
 def test_the_redirect_goes_to_the_organizations_authority_with_the_dynamics_scope(
     emulator, demo, client
 ):
-    authorize_url = submit(client, demo)
+    authorize_url = submit_signup(client, demo)
 
     parts = urlsplit(authorize_url)
     assert parts.path == "/organizations/oauth2/v2.0/authorize"
@@ -238,7 +203,7 @@ def test_the_form_requires_a_csrf_token(entra_emulator, demo):
 
 
 def test_the_pending_signup_holds_the_secret_encrypted_until_the_callback(emulator, demo, client):
-    submit(client, demo)
+    submit_signup(client, demo)
 
     pending = PendingAuthorization.objects.get()
     assert demo.client_secret not in pending.client_secret_encrypted
@@ -354,11 +319,11 @@ def test_an_unreachable_entra_id_creates_nothing(emulator, demo, client, setting
 def test_a_replayed_callback_creates_nothing_twice_and_says_the_link_was_used(
     emulator, demo, client
 ):
-    authorize_url = submit(client, demo)
+    authorize_url = submit_signup(client, demo)
     redirect = sign_in(requests.Session(), authorize_url, demo.admin)
-    callback(client, redirect)
+    follow_callback(client, redirect)
 
-    replay = callback(client, redirect)
+    replay = follow_callback(client, redirect)
 
     assert replay.status_code == 400
     assert "already used" in replay.content.decode()
@@ -367,11 +332,11 @@ def test_a_replayed_callback_creates_nothing_twice_and_says_the_link_was_used(
 
 
 def test_an_expired_pending_signup_asks_to_start_again(emulator, demo, client):
-    authorize_url = submit(client, demo)
+    authorize_url = submit_signup(client, demo)
     redirect = sign_in(requests.Session(), authorize_url, demo.admin)
     PendingAuthorization.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    response = callback(client, redirect)
+    response = follow_callback(client, redirect)
 
     assert_back_on_the_form_with(client, response, demo, "expired")
     assert not [e for e in emulator.log() if e["endpoint"] == "token"]
@@ -394,11 +359,11 @@ def test_the_same_tenant_may_sign_up_twice_and_is_pointed_at_its_first_account(
 def test_the_callback_makes_a_bounded_number_of_queries(
     emulator, demo, client, django_assert_max_num_queries
 ):
-    authorize_url = submit(client, demo)
+    authorize_url = submit_signup(client, demo)
     redirect = sign_in(requests.Session(), authorize_url, demo.admin)
 
     # A constant: pending lookup and lock, the tenant's other accounts, five inserts, one
     # delete, savepoints, and the session key rotation of the sign-in.
     with django_assert_max_num_queries(30):
-        response = callback(client, redirect)
+        response = follow_callback(client, redirect)
     assert response.status_code == 302
