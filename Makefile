@@ -21,6 +21,14 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# Browser journeys in Debian's Chromium (`apt-get install chromium`); `make test` runs them too.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -m e2e tests/e2e
+
+# Regenerates docs/screenshots/*.png (1280x800): starts the app and the emulator as `make run` does.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -7,10 +7,7 @@ from the seed (`emulator.reset()`) and from empty per-process MSAL caches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,10 +15,8 @@ from django.test import override_settings
 
 from accounts import entra
 from entra_emulator.testing import run_emulator
+from tests.demo import DEMO_SEED, Demo
 from tests.network_guard import allow_local_port, guard_network
-
-DEMO_SEED = Path(__file__).resolve().parent.parent / "entra_emulator" / "demo_seed.json"
-
 
 # --- The emulator ---------------------------------------------------------------------------
 
@@ -47,21 +42,6 @@ def static_files_without_collectstatic() -> Iterator[None]:
         WHITENOISE_USE_FINDERS=True,
     ):
         yield
-
-
-@dataclass(frozen=True)
-class Demo:
-    """The demo seed's values, as a person would type them into the product."""
-
-    tenant_id: str
-    other_tenant_id: str
-    client_id: str
-    client_secret: str
-    second_client_secret: str
-    org_url: str
-    admin: str
-    member: str
-    outsider: str
 
 
 @pytest.fixture(scope="session")
@@ -93,20 +73,7 @@ def emulator(entra_emulator):
 
 @pytest.fixture(scope="session")
 def demo(entra_emulator) -> Demo:
-    seed = json.loads(DEMO_SEED.read_text())
-    contoso, fabrikam = seed["tenants"][0], seed["tenants"][1]
-    app = seed["apps"][0]
-    return Demo(
-        tenant_id=contoso["id"],
-        other_tenant_id=fabrikam["id"],
-        client_id=app["client_id"],
-        client_secret=app["secrets"][0]["value"],
-        second_client_secret=app["secrets"][1]["value"],
-        org_url=entra_emulator.url,
-        admin=contoso["users"][0]["upn"],
-        member=contoso["users"][1]["upn"],
-        outsider=fabrikam["users"][0]["upn"],
-    )
+    return Demo.from_seed(org_url=entra_emulator.url)
 
 
 # --- Factories ------------------------------------------------------------------------------
