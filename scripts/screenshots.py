@@ -72,6 +72,17 @@ def journeys(new_page: Callable, shoot: Callable[[str], None], demo: dict[str, s
     expect(page.get_by_text("Signed in as")).to_be_visible()
     shoot("account-home")
 
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    expect(page.get_by_role("heading", name="Connections", exact=True)).to_be_visible()
+    shoot("connections")
+    page.get_by_role("button", name="Re-authorize Dynamics connection").click()
+    dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
+    dialog.get_by_label("Client Secret").fill(WRONG_SECRET)
+    shoot("modal")
+    dialog.get_by_role("button", name="Submit").click()
+    expect(page.get_by_role("status")).to_contain_text("Re-authorization failed")
+    shoot("reauthorize-error")
+
     # The error state: a signup whose secret Microsoft refuses, in a fresh browser.
     page = new_page()
     page.goto("/Dynamics/Signup")

@@ -31,5 +31,22 @@
     dialog.querySelectorAll("[data-closes-dialog]").forEach(function (closer) {
       closer.addEventListener("click", function () { dialog.close(); });
     });
+    // A modal <dialog> lets Tab leave for the browser's own controls: keep it inside.
+    dialog.addEventListener("keydown", function (event) {
+      if (event.key !== "Tab") return;
+      var focusable = Array.prototype.filter.call(
+        dialog.querySelectorAll("a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select, textarea"),
+        function (element) { return element.offsetParent !== null; }
+      );
+      var first = focusable[0];
+      var last = focusable[focusable.length - 1];
+      if (event.shiftKey && document.activeElement === first) {
+        last.focus();
+        event.preventDefault();
+      } else if (!event.shiftKey && document.activeElement === last) {
+        first.focus();
+        event.preventDefault();
+      }
+    });
   });
 })();

@@ -112,7 +112,7 @@ def expect_account_home(page: Page, company_name: str = COMPANY["Company Name"])
 
 
 # Pages only an account's admins may open; a member gets the "Admins only" page (403).
-ADMIN_ONLY_PATHS = ("/settings/members",)
+ADMIN_ONLY_PATHS = ("/settings/members", "/settings/connections")
 
 
 def expect_admins_only(page: Page, path: str) -> None:

@@ -1,0 +1,111 @@
+"""Issue 6's journeys on the Connections page: re-authorizing through the key icon's modal,
+with the mouse and with the keyboard only."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from accounts.models import Account, AuditEvent
+from connections.models import DynamicsConnection
+from tests.e2e.browser import run_axe
+
+pytestmark = pytest.mark.e2e
+
+KEY_ICON = "Re-authorize Dynamics connection"
+
+
+def open_connections(page: Page) -> None:
+    page.get_by_role("link", name="Settings").click()
+    expect(page.get_by_role("heading", name="Connections", exact=True)).to_be_visible()
+    run_axe(page)
+
+
+def reauthorize_in_modal(page: Page, *, client_secret: str) -> None:
+    page.get_by_role("button", name=KEY_ICON).click()
+    dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
+    expect(dialog).to_be_visible()
+    run_axe(page)
+    dialog.get_by_label("Client Secret").fill(client_secret)
+    dialog.get_by_role("button", name="Submit").click()
+    # The emulator remembers the admin: Entra ID passes silently back to the app.
+    expect(page.get_by_role("heading", name="Connections", exact=True)).to_be_visible()
+    run_axe(page)
+
+
+def test_an_admin_reauthorizes_after_a_wrong_secret_without_losing_the_connection(
+    signed_in_admin, demo
+):
+    page = signed_in_admin
+    open_connections(page)
+    connection = DynamicsConnection.objects.get()
+    set_on_before = connection.secret_set_at
+    events_before = AuditEvent.objects.count()
+
+    reauthorize_in_modal(page, client_secret="Wrong~secret-value-0123456789abcd")
+
+    expect(page.get_by_role("status")).to_contain_text("Microsoft rejected the Client Secret")
+    expect(page.locator(".connection-head").get_by_text("Connected", exact=True)).to_be_visible()
+    connection.refresh_from_db()
+    assert connection.secret_set_at == set_on_before
+
+    reauthorize_in_modal(page, client_secret=demo.second_client_secret)
+
+    expect(page.get_by_role("status")).to_contain_text("was re-authorized and works")
+    expect(page.locator(".connection-head").get_by_text("Connected", exact=True)).to_be_visible()
+    connection.refresh_from_db()
+    assert connection.secret_set_at > set_on_before
+    assert AuditEvent.objects.count() == events_before + 2
+    rows = page.get_by_role("table").get_by_role("row")
+    expect(rows.nth(1)).to_contain_text("Succeeded")
+    expect(rows.nth(2)).to_contain_text("Failed")
+
+
+def test_the_modal_works_with_the_keyboard_alone(signed_in_admin):
+    page = signed_in_admin
+    open_connections(page)
+    key_icon = page.get_by_role("button", name=KEY_ICON)
+    key_icon.focus()
+
+    page.keyboard.press("Enter")
+
+    dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Client Id")).to_be_focused()
+    for _ in range(12):  # more Tabs than the dialog has controls: focus stays inside
+        page.keyboard.press("Tab")
+        inside = page.evaluate(
+            "document.getElementById('reauthorize-dialog').contains(document.activeElement)"
+        )
+        assert inside, "focus left the modal"
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(key_icon).to_be_focused()
+
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(key_icon).to_be_focused()
+
+
+def test_without_javascript_the_key_icon_is_a_link_to_the_same_form(chromium, e2e_stack, demo,
+                                                                     signed_in_admin):
+    cookies = signed_in_admin.context.cookies()
+    context = chromium.new_context(java_script_enabled=False, base_url=e2e_stack.app_url,
+                                   viewport={"width": 1280, "height": 800})
+    context.add_cookies(cookies)
+    page = context.new_page()
+    try:
+        page.goto("/settings/connections")
+        page.get_by_role("link", name=KEY_ICON).click()
+        expect(page.get_by_role("heading", name="Re-authorize Dynamics")).to_be_visible()
+        expect(page.get_by_label("Client Id")).to_have_value(demo.client_id)
+        expect(page.get_by_label("Application Id URI")).to_have_value(
+            re.compile(re.escape(Account.objects.get().dynamics_connection.org_url))
+        )
+        expect(page.get_by_label("Client Secret")).to_have_value("")
+    finally:
+        context.close()
