@@ -118,3 +118,27 @@ def test_malformed_keys_are_refused_when_encrypting(settings):
     with pytest.raises(ImproperlyConfigured) as raised:
         crypto.encrypt(RAW_SECRET, context=CONTEXT)
     assert "short" not in str(raised.value)
+
+
+@pytest.mark.django_db
+def test_no_model_shows_a_secret_or_its_ciphertext_in_repr(make_account, demo):
+    from connections.models import DynamicsConnection, PendingAuthorization
+    from connections.services import SignupRequest, pending_signup_create
+
+    connection = DynamicsConnection.objects.get(account=make_account())
+    pending = pending_signup_create(
+        signup=SignupRequest(
+            company_name="Contoso",
+            phone="+1",
+            website="https://contoso.example",
+            client_id=demo.client_id,
+            client_secret=Secret(demo.client_secret),
+            org_url=demo.org_url,
+        )
+    )
+
+    for model in (connection, pending, PendingAuthorization.objects.get(), connection.account):
+        for shown in (repr(model), str(model)):
+            assert demo.client_secret not in shown
+            assert connection.client_secret_encrypted not in shown
+            assert pending.client_secret_encrypted not in shown

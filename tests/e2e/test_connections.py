@@ -91,11 +91,15 @@ def test_the_modal_works_with_the_keyboard_alone(signed_in_admin):
     expect(key_icon).to_be_focused()
 
 
-def test_without_javascript_the_key_icon_is_a_link_to_the_same_form(chromium, e2e_stack, demo,
-                                                                     signed_in_admin):
+def test_without_javascript_the_key_icon_is_a_link_to_the_same_form(
+    chromium, e2e_stack, demo, signed_in_admin
+):
     cookies = signed_in_admin.context.cookies()
-    context = chromium.new_context(java_script_enabled=False, base_url=e2e_stack.app_url,
-                                   viewport={"width": 1280, "height": 800})
+    context = chromium.new_context(
+        java_script_enabled=False,
+        base_url=e2e_stack.app_url,
+        viewport={"width": 1280, "height": 800},
+    )
     context.add_cookies(cookies)
     page = context.new_page()
     try:

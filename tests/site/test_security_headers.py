@@ -1,0 +1,72 @@
+"""Headers and error pages: nothing framed, nothing loaded from elsewhere, no secret shown."""
+
+import pytest
+from django.test import Client
+
+from connections import services
+from tests.journeys import SIGNUP_URL, signup_form
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("url", ["/", SIGNUP_URL, "/business/AAAAAAAAAAAAAAAA"])
+def test_pages_forbid_framing_and_foreign_content(client, url):
+    response = client.get(url)
+
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_a_crash_during_signup_shows_no_secret_even_on_the_debug_page(
+    entra_emulator, demo, settings, monkeypatch
+):
+    settings.DEBUG = True
+
+    def crash(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "pending_signup_create", crash)
+    client = Client(raise_request_exception=False)
+
+    response = client.post(SIGNUP_URL, signup_form(demo))
+
+    assert response.status_code == 500
+    assert "database went away" in response.content.decode()  # the technical page, indeed
+    assert demo.client_secret not in response.content.decode()
+
+
+def test_a_host_header_that_is_not_allowed_is_refused(client):
+    response = client.get("/", headers={"host": "evil.example"})
+
+    assert response.status_code == 400
+
+
+def test_a_crash_during_reauthorization_shows_no_secret_either(
+    emulator, demo, settings, monkeypatch, client
+):
+    from tests.journeys import sign_up
+
+    sign_up(client, demo)
+    settings.DEBUG = True
+
+    def crash(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "pending_reauthorization_create", crash)
+    client.raise_request_exception = False
+    connection_id = client.get("/settings/connections").context["connection"].pk
+
+    response = client.post(
+        f"/settings/connections/{connection_id}/reauthorize",
+        {
+            "client_id": demo.client_id,
+            "client_secret": demo.second_client_secret,
+            "org_url": demo.org_url,
+        },
+    )
+
+    assert response.status_code == 500
+    assert demo.second_client_secret not in response.content.decode()
