@@ -30,6 +30,9 @@ class AccountAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
+    def has_add_permission(self, request) -> bool:
+        return False  # an account exists only with its proven connection: sign up instead
+
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):

@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import msal
@@ -379,6 +380,7 @@ _apps_lock = threading.Lock()
 _MAX_CACHED_APPS = 256
 _fingerprint_key = secrets.token_bytes(32)
 _jwks: dict[str, tuple[float, dict[str, Any]]] = {}
+_end_session_endpoints: dict[str, str] = {}
 _JWKS_REFRESH_SECONDS = 300
 
 
@@ -388,6 +390,7 @@ def reset_process_caches() -> None:
         _apps.clear()
         _http_cache.clear()
         _jwks.clear()
+        _end_session_endpoints.clear()
 
 
 def authority_url(tenant: str) -> str:
@@ -844,19 +847,22 @@ def acquire_token_silently(
 
 
 def sign_out_url(tenant: str, post_logout_redirect_uri: str) -> str:
-    """Entra ID's end-session URL for this tenant, from its discovery document."""
-    config_url = f"{authority_url(tenant)}/v2.0/.well-known/openid-configuration"
-    endpoint = f"{authority_url(tenant)}/oauth2/v2.0/logout"
+    """Entra ID's end-session URL for this tenant, from its discovery document (cached)."""
+    authority = authority_url(tenant)
+    endpoint = _end_session_endpoints.get(authority)
+    if endpoint is None:
+        endpoint = _discover_end_session_endpoint(authority)
+        _end_session_endpoints[authority] = endpoint
+    query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri})
+    return f"{endpoint}?{query}"
+
+
+def _discover_end_session_endpoint(authority: str) -> str:
+    conventional = f"{authority}/oauth2/v2.0/logout"  # right for Entra ID itself
     try:
-        response = _http_client.get(config_url)
-        if response.ok:
-            endpoint = response.json().get("end_session_endpoint") or endpoint
+        response = _http_client.get(f"{authority}/v2.0/.well-known/openid-configuration")
+        response.raise_for_status()
+        return str(response.json().get("end_session_endpoint") or conventional)
     except (requests.RequestException, ValueError):
-        pass  # the conventional endpoint is right for Entra ID itself
-    return str(
-        requests.Request(
-            "GET", endpoint, params={"post_logout_redirect_uri": post_logout_redirect_uri}
-        )
-        .prepare()
-        .url
-    )
+        _log_failure("discovery", "end_session_endpoint")
+        return conventional

@@ -182,12 +182,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
     tenant = request.user.tenant_id or entra.ORGANIZATIONS
     auth.logout(request)
     sign_in_again = f"/business/{account_id}" if account_id else "/"
-    try:
-        entra_sign_out = entra.sign_out_url(
-            tenant, post_logout_redirect_uri=f"{settings.PUBLIC_BASE_URL}{sign_in_again}"
-        )
-    except entra.EntraError:
-        entra_sign_out = ""
+    entra_sign_out = entra.sign_out_url(
+        tenant, post_logout_redirect_uri=f"{settings.PUBLIC_BASE_URL}{sign_in_again}"
+    )
     return render(
         request,
         "accounts/signed_out.html",

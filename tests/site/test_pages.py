@@ -1,0 +1,43 @@
+"""Public pages an operator or a visitor reaches without signing in."""
+
+import pytest
+from django.db import DatabaseError
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_landing_page_links_to_signup(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert 'href="/Dynamics/Signup"' in response.content.decode()
+
+
+def test_healthz_reports_the_database_without_authentication(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+    assert "no-cache" in response.headers["Cache-Control"]
+
+
+def test_healthz_says_503_when_the_database_is_unreachable(client, monkeypatch):
+    from accounts import views
+
+    class BrokenConnection:
+        def cursor(self):
+            raise DatabaseError("connection refused")
+
+    monkeypatch.setattr(views, "connection", BrokenConnection())
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable"
+
+
+def test_pages_that_need_a_session_send_a_visitor_to_the_start_page(client):
+    for url in ("/settings/connections", "/settings/members"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/?next=")
