@@ -381,7 +381,8 @@ _MAX_CACHED_APPS = 256
 _fingerprint_key = secrets.token_bytes(32)
 _jwks: dict[str, tuple[float, dict[str, Any]]] = {}
 _end_session_endpoints: dict[str, str] = {}
-_JWKS_REFRESH_SECONDS = 300
+# A kid we have not seen triggers one JWKS refetch (key rollover), at most this often.
+_JWKS_MIN_REFETCH_SECONDS = 60
 
 
 def reset_process_caches() -> None:
@@ -510,8 +511,6 @@ def start_flow(
     scopes: list[str] | None = None,
     context: Mapping[str, Any] | None = None,
     next_url: str = "",
-    prompt: str | None = None,
-    login_hint: str | None = None,
 ) -> str:
     """Begin an auth-code flow and return the URL to send the browser to.
 
@@ -521,10 +520,7 @@ def start_flow(
     scopes = list(scopes or [])
     msal_app = _cached_app(app.client_id, app.client_secret.reveal(), app.tenant)
     flow = msal_app.initiate_auth_code_flow(
-        scopes,
-        redirect_uri=redirect_uri(identity_only=purpose.identity_only),
-        prompt=prompt,
-        login_hint=login_hint,
+        scopes, redirect_uri=redirect_uri(identity_only=purpose.identity_only)
     )
     flows = _live_flows(request)
     flows[flow["state"]] = {
@@ -747,7 +743,7 @@ def _signing_key(tenant: str, kid: str) -> jwt.PyJWK:
     """The JWKS key with this ``kid``; refetches the key set once if the kid is new (rotation)."""
     jwks_uri = f"{authority_url(tenant)}/discovery/v2.0/keys"
     fetched_at, keys = _jwks.get(jwks_uri, (0.0, {}))
-    if kid not in keys and time.time() - fetched_at > 1:
+    if kid not in keys and time.time() - fetched_at > _JWKS_MIN_REFETCH_SECONDS:
         keys = _fetch_jwks(jwks_uri)
         _jwks[jwks_uri] = (time.time(), keys)
     if kid not in keys:
