@@ -121,6 +121,18 @@ class EntraError(Exception):
         self.credentials_rejected = credentials_rejected
         super().__init__(self.message)
 
+    @property
+    def lookup_url(self) -> str:
+        """Microsoft's own page about an AADSTS code (its wording changes; ours may lag)."""
+        return aadsts_lookup_url(self.code)
+
+
+def aadsts_lookup_url(code: str) -> str:
+    number = code.removeprefix("AADSTS")
+    if not (code.startswith("AADSTS") and number.isdigit()):
+        return ""
+    return f"{settings.ENTRA_AUTHORITY_HOST}/error?code={number}"
+
 
 class FlowExpired(EntraError):
     """No matching flow in this session: lost session, replay, forged or stale state."""

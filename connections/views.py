@@ -25,7 +25,7 @@ SIGNUP_RETRY_SESSION_KEY = "signup.retry"
 @require_http_methods(["GET", "POST"])
 @never_cache
 def signup(request: HttpRequest) -> HttpResponse:
-    error, cancelled = None, False
+    error, error_code, cancelled = None, "", False
     if request.method == "POST":
         form = SignupForm(request.POST)
         if form.is_valid():
@@ -41,11 +41,12 @@ def signup(request: HttpRequest) -> HttpResponse:
                     pending=pending,
                 )
             except entra.EntraError as failure:
-                error = failure.message
+                error, error_code = failure.message, failure.code
     else:
         retry = request.session.pop(SIGNUP_RETRY_SESSION_KEY, None) or {}
         form = SignupForm(initial=retry.get("fields"))
         error = retry.get("message")
+        error_code = retry.get("code", "")
         cancelled = retry.get("cancelled", False)
     return render(
         request,
@@ -53,6 +54,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "error": error,
+            "error_code": error_code,
+            "error_lookup_url": entra.aadsts_lookup_url(error_code),
             "cancelled": cancelled,
             "redirect_uris": entra.registered_redirect_uris(),
         },
@@ -90,6 +93,7 @@ def complete_signup(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespons
         request.session[SIGNUP_RETRY_SESSION_KEY] = {
             "fields": failure.fields,
             "message": failure.message,
+            "code": failure.code,
             "cancelled": failure.cancelled,
         }
         return redirect("signup")
