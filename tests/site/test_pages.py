@@ -41,3 +41,27 @@ def test_pages_that_need_a_session_send_a_visitor_to_the_start_page(client):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/?next=")
+
+
+def test_a_form_posted_without_its_csrf_token_explains_what_to_do():
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/Dynamics/Signup", {})
+
+    assert response.status_code == 403
+    assert "This form expired" in response.content.decode()
+
+
+def test_a_crash_shows_a_friendly_page(client, monkeypatch):
+    from accounts import views
+
+    def crash(request):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views, "render", lambda *a, **kw: crash(a[0]))
+    client.raise_request_exception = False
+
+    response = client.get("/")
+
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.content.decode()
