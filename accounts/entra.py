@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jwt
 import msal
@@ -128,10 +128,14 @@ class EntraError(Exception):
 
 
 def aadsts_lookup_url(code: str) -> str:
+    """Microsoft's page about an AADSTS code, on the authority's browser-facing origin."""
     number = code.removeprefix("AADSTS")
     if not (code.startswith("AADSTS") and number.isdigit()):
         return ""
-    return f"{settings.ENTRA_AUTHORITY_HOST}/error?code={number}"
+    sign_in_page = _discovery_document(ORGANIZATIONS).get("authorization_endpoint", "")
+    parts = urlsplit(str(sign_in_page))
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else settings.ENTRA_AUTHORITY_HOST
+    return f"{origin}/error?code={number}"
 
 
 class FlowExpired(EntraError):
@@ -392,7 +396,7 @@ _apps_lock = threading.Lock()
 _MAX_CACHED_APPS = 256
 _fingerprint_key = secrets.token_bytes(32)
 _jwks: dict[str, tuple[float, dict[str, Any]]] = {}
-_end_session_endpoints: dict[str, str] = {}
+_discovery_documents: dict[str, dict[str, Any]] = {}
 # A kid we have not seen triggers one JWKS refetch (key rollover), at most this often.
 _JWKS_MIN_REFETCH_SECONDS = 60
 
@@ -403,7 +407,7 @@ def reset_process_caches() -> None:
         _apps.clear()
         _http_cache.clear()
         _jwks.clear()
-        _end_session_endpoints.clear()
+        _discovery_documents.clear()
 
 
 def authority_url(tenant: str) -> str:
@@ -855,22 +859,26 @@ def acquire_token_silently(
 
 
 def sign_out_url(tenant: str, post_logout_redirect_uri: str) -> str:
-    """Entra ID's end-session URL for this tenant, from its discovery document (cached)."""
-    authority = authority_url(tenant)
-    endpoint = _end_session_endpoints.get(authority)
-    if endpoint is None:
-        endpoint = _discover_end_session_endpoint(authority)
-        _end_session_endpoints[authority] = endpoint
+    """Entra ID's end-session URL for this tenant, from its discovery document."""
+    endpoint = _discovery_document(tenant).get("end_session_endpoint") or (
+        f"{authority_url(tenant)}/oauth2/v2.0/logout"  # right for Entra ID itself
+    )
     query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri})
     return f"{endpoint}?{query}"
 
 
-def _discover_end_session_endpoint(authority: str) -> str:
-    conventional = f"{authority}/oauth2/v2.0/logout"  # right for Entra ID itself
-    try:
-        response = _http_client.get(f"{authority}/v2.0/.well-known/openid-configuration")
-        response.raise_for_status()
-        return str(response.json().get("end_session_endpoint") or conventional)
-    except (requests.RequestException, ValueError):
-        _log_failure("discovery", "end_session_endpoint")
-        return conventional
+def _discovery_document(tenant: str) -> dict[str, Any]:
+    """The authority's OpenID configuration, fetched once per process (MSAL keeps its own copy
+    for the flows; this one serves the browser-facing links). ``{}`` when unreachable."""
+    authority = authority_url(tenant)
+    document = _discovery_documents.get(authority)
+    if document is None:
+        try:
+            response = _http_client.get(f"{authority}/v2.0/.well-known/openid-configuration")
+            response.raise_for_status()
+            document = dict(response.json())
+        except (requests.RequestException, ValueError, TypeError):
+            _log_failure("discovery", "openid_configuration")
+            return {}
+        _discovery_documents[authority] = document
+    return document

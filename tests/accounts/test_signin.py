@@ -249,7 +249,7 @@ def test_a_rejected_stored_secret_asks_for_an_admin_and_flags_the_connection(
     assert response.status_code == 400
     assert "Ask an admin of your account to re-authorize" in text
     assert f"Reference for support: AADSTS{aadsts}" in text
-    assert f'href="{emulator.url}/error?code={aadsts}"' in text
+    assert f'href="{emulator.browser_url}/error?code={aadsts}"' in text
     connection = DynamicsConnection.objects.get(account=account)
     assert connection.status == DynamicsConnection.Status.NEEDS_REAUTH
     assert connection.last_error_code == f"AADSTS{aadsts}"

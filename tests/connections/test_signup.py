@@ -251,7 +251,7 @@ def test_an_entra_error_at_the_token_endpoint_is_explained_on_the_form(
     page = assert_back_on_the_form_with(client, response, demo, message)
     assert "Signup did not go through" in page
     assert f"Reference for support: AADSTS{aadsts}" in page
-    assert f'href="{emulator.url}/error?code={aadsts}"' in page
+    assert f'href="{emulator.browser_url}/error?code={aadsts}"' in page
 
 
 def test_a_wrong_client_secret_is_explained(emulator, demo, client):
