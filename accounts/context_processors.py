@@ -11,9 +11,7 @@ def current_account(request: HttpRequest) -> dict:
         return {}
     account_id = request.session.get(CURRENT_ACCOUNT_SESSION_KEY, "")
     role = (
-        Membership.objects.filter(
-            account__account_id=account_id, user=user, is_blocked=False
-        )
+        Membership.objects.filter(account__account_id=account_id, user=user, is_blocked=False)
         .values_list("role", flat=True)
         .first()
     )

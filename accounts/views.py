@@ -142,6 +142,7 @@ def complete_sign_in(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespon
         identity = entra.redeem(flow, request.GET, client_secret=app.client_secret)
         membership = services.member_sign_in(account=account, identity=identity)
     except entra.EntraError as error:
+        _log_sign_in_failure(account, error.code)
         if error.code in _APP_CREDENTIAL_CODES:
             connection.mark_needs_reauthorization(code=error.code, message=error.message)
             error = entra.CredentialsUnavailable(
@@ -153,10 +154,23 @@ def complete_sign_in(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespon
             )
         return auth_error(request, error, retry_url=retry_url)
     except services.SignInRefused as refused:
+        _log_sign_in_failure(account, refused.code)
         return auth_error(request, refused, retry_url=retry_url)
     auth.login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[CURRENT_ACCOUNT_SESSION_KEY] = account.account_id
     return redirect(flow.next_url or retry_url)
+
+
+def _log_sign_in_failure(account: Account, code: str) -> None:
+    logger.warning(
+        "sign-in failed",
+        extra={
+            "event": "sign_in",
+            "outcome": "failure",
+            "account": account.account_id,
+            "code": code,
+        },
+    )
 
 
 @require_GET
@@ -198,7 +212,7 @@ def members(request: HttpRequest) -> HttpResponse:
     account_members = (
         Membership.objects.filter(account=admin.account)
         .select_related("user")
-        .order_by("is_blocked", "-role", "user__display_name")
+        .order_by("is_blocked", "role", "user__display_name")
     )
     return render(
         request,

@@ -1,3 +1,5 @@
+import logging
+
 from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +17,8 @@ from bizible_site.sensitive import Secret
 from connections import services
 from connections.forms import ReauthorizeForm, SignupForm
 from connections.models import DynamicsConnection, PendingAuthorization
+
+logger = logging.getLogger("dynamics_connect.connections")
 
 SIGNUP_RETRY_SESSION_KEY = "signup.retry"
 
@@ -90,6 +94,10 @@ def complete_signup(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespons
     try:
         result = services.account_create_from_signup(flow=flow, callback_params=request.GET)
     except services.AuthorizationFailed as failure:
+        logger.warning(
+            "signup failed",
+            extra={"event": "signup", "outcome": "failure", "code": failure.code},
+        )
         request.session[SIGNUP_RETRY_SESSION_KEY] = {
             "fields": failure.fields,
             "message": failure.message,

@@ -388,3 +388,16 @@ def test_the_account_home_makes_a_bounded_number_of_queries(
     with django_assert_max_num_queries(5):
         response = person.client.get(f"/business/{account.account_id}")
     assert response.status_code == 200
+
+
+def test_a_failed_sign_in_is_logged_with_the_account_and_code(account, emulator, demo, caplog):
+    emulator.fault(endpoint="token", aadsts=7000215)
+
+    Person(demo.member).sign_in(account)
+
+    record = next(r for r in caplog.records if getattr(r, "event", "") == "sign_in")
+    assert (record.outcome, record.account, record.code) == (
+        "failure",
+        account.account_id,
+        "AADSTS7000215",
+    )
