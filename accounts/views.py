@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import entra, services
@@ -101,6 +102,7 @@ def business(request: HttpRequest, account_id: str) -> HttpResponse:
 
 @login_not_required
 @require_POST
+@sensitive_variables()
 def business_sign_in(request: HttpRequest, account_id: str) -> HttpResponse:
     """Start "Sign in with Active Directory" on the account's own app and tenant."""
     if request.user.is_authenticated:

@@ -18,6 +18,14 @@ def _quote(value: object) -> str:
     return f'"{text}"' if (" " in text or "=" in text or not text) else text
 
 
+def _describe(key: str, value: object) -> object:
+    """Django's request logging passes the request itself: keep its method and path only, as
+    its query string can hold an authorization code."""
+    if key == "request" and hasattr(value, "path"):
+        return f"{getattr(value, 'method', '')} {value.path}"
+    return value
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = {
@@ -27,7 +35,9 @@ class KeyValueFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         fields.update(
-            (key, value) for key, value in vars(record).items() if key not in _STANDARD_ATTRS
+            (key, _describe(key, value))
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRS
         )
         line = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
         if record.exc_info:

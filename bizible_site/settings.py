@@ -157,6 +157,7 @@ STORAGES = {
     },
 }
 
+DEFAULT_EXCEPTION_REPORTER = "bizible_site.reporting.SafeExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "bizible_site.reporting.AlwaysSafeExceptionReporterFilter"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

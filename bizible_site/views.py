@@ -4,6 +4,7 @@ owns the flow's purpose. The purpose comes from the server-side flow, never from
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 
 from accounts import entra
@@ -20,6 +21,7 @@ CALLBACKS = {
 @login_not_required
 @require_GET
 @never_cache
+@sensitive_variables()  # hides the client secret and tokens in every frame below this one
 def oauth2_callback(request: HttpRequest) -> HttpResponse:
     try:
         flow = entra.pop_flow(request, identity_only=request.GET.get("identityOnly") == "true")

@@ -21,6 +21,9 @@ class _ViewOnlyWithSecretAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # an account without its connection could not sign anyone in
+
 
 @admin.register(DynamicsConnection)
 class DynamicsConnectionAdmin(_ViewOnlyWithSecretAdmin):

@@ -53,9 +53,9 @@ class ClientSecretField(forms.CharField):
         )
 
     def clean(self, value):
-        value = super().clean(value)
-        if value != value.strip():
-            value = value.strip()
+        value = super().clean(value).strip()
+        if not value:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
         if not value.isprintable():
             raise forms.ValidationError("The Client Secret contains characters it never has.")
         if _GUID.match(value):

@@ -226,6 +226,7 @@ def complete_reauthorization(request: HttpRequest, flow: entra.StoredFlow) -> Ht
 
 
 @require_POST
+@sensitive_variables()
 def test_connection(request: HttpRequest, connection_id: int) -> HttpResponse:
     """Run WhoAmI now (with a silent token refresh) and show the result."""
     admin, connection = _admin_connection(request, connection_id)

@@ -134,6 +134,7 @@ def test_the_signup_page_lists_the_two_redirect_urls_to_register(client, entra_e
         ("company_name", "", "This field is required."),
         ("client_id", "not-a-guid", "The Client Id is a GUID"),
         ("client_secret", "", "This field is required."),
+        ("client_secret", "     ", "This field is required."),
         ("client_secret", "6f1c2e4a-8b9d-4c3e-a2f1-0d9e8c7b6a5f", "That is the secret&#x27;s ID"),
         ("org_url", "http://contoso.crm.dynamics.com", "must start with https://"),
         ("org_url", "https://contoso.example.com", "not a Dynamics 365 org URL"),

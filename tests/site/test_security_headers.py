@@ -1,5 +1,7 @@
 """Headers and error pages: nothing framed, nothing loaded from elsewhere, no secret shown."""
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from django.test import Client
 
@@ -70,3 +72,31 @@ def test_a_crash_during_reauthorization_shows_no_secret_either(
 
     assert response.status_code == 500
     assert demo.second_client_secret not in response.content.decode()
+
+
+def test_a_crash_inside_the_callback_shows_no_secret_or_token(
+    emulator, demo, settings, monkeypatch
+):
+    import requests
+
+    from connections import dynamics
+    from entra_emulator.testing import sign_in
+    from tests.journeys import follow_callback, submit_signup
+
+    def crash(org_url, access_token):
+        raise RuntimeError("WhoAmI client crashed")
+
+    monkeypatch.setattr(dynamics, "who_am_i", crash)
+    client = Client(raise_request_exception=False)
+    redirect = sign_in(requests.Session(), submit_signup(client, demo), demo.admin)
+    settings.DEBUG = True
+
+    response = follow_callback(client, redirect)
+
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "WhoAmI client crashed" in page  # the technical page, indeed
+    code = parse_qs(urlsplit(redirect).query)["code"][0]
+    assert demo.client_secret not in page
+    assert code not in page
+    assert "eyJ" not in page  # no JWT, nor the base64 JSON of client_info
