@@ -56,6 +56,8 @@ from bizible_site.sensitive import Secret
 logger = logging.getLogger("dynamics_connect.auth")
 
 FLOWS_SESSION_KEY = "entra.flows"
+# States of flows already taken out, so that a replayed callback is recognised as one.
+SPENT_FLOWS_SESSION_KEY = "entra.spent_flows"
 MAX_FLOWS_PER_SESSION = 5
 CLOCK_SKEW_SECONDS = 120
 ORGANIZATIONS = "organizations"
@@ -139,11 +141,27 @@ def aadsts_lookup_url(code: str) -> str:
 
 
 class FlowExpired(EntraError):
-    """No matching flow in this session: lost session, replay, forged or stale state."""
+    """No usable flow in this session: lost session, replay, forged or stale state.
+
+    ``purpose`` and ``context`` tell, when the session still knows the flow (expired,
+    already used, or answered on the wrong redirect URI), which flow it was.
+    """
 
     default_message = (
         "This sign-in link has expired or was already used. Please start again from the beginning."
     )
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        purpose: Purpose | None = None,
+        context: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.purpose = purpose
+        self.context = dict(context or {})
 
 
 class SignInCancelled(EntraError):
@@ -396,7 +414,7 @@ _apps_lock = threading.Lock()
 _MAX_CACHED_APPS = 256
 _fingerprint_key = secrets.token_bytes(32)
 _jwks: dict[str, tuple[float, dict[str, Any]]] = {}
-_discovery_documents: dict[str, dict[str, Any]] = {}
+_discovery_documents: dict[str, tuple[float, dict[str, Any]]] = {}
 # A kid we have not seen triggers one JWKS refetch (key rollover), at most this often.
 _JWKS_MIN_REFETCH_SECONDS = 60
 
@@ -584,18 +602,30 @@ def pop_flow(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
     state = request.GET.get("state", "")
     stored_flows = request.session.get(FLOWS_SESSION_KEY) or {}
     entry = stored_flows.pop(state, None) if state else None
-    if entry is not None:
-        request.session[FLOWS_SESSION_KEY] = stored_flows
     if entry is None:
-        _log_failure("callback", "state")
+        spent = (request.session.get(SPENT_FLOWS_SESSION_KEY) or {}).get(state) if state else None
+        _log_failure("callback", "replayed" if spent else "state")
+        if spent:
+            raise FlowExpired(
+                "This link was already used, so nothing more was done. Please start again.",
+                code="flow_replayed",
+                purpose=Purpose(spent["purpose"]),
+                context=spent["context"],
+            )
         raise FlowExpired(code="state")
+    request.session[FLOWS_SESSION_KEY] = stored_flows
+    purpose = Purpose(entry["purpose"])
+    spent_flows = request.session.get(SPENT_FLOWS_SESSION_KEY) or {}
+    spent_flows[state] = {"purpose": purpose.value, "context": entry["context"]}
+    request.session[SPENT_FLOWS_SESSION_KEY] = dict(
+        list(spent_flows.items())[-MAX_FLOWS_PER_SESSION:]
+    )
     if entry["started_at"] < time.time() - settings.AUTH_FLOW_TTL_MINUTES * 60:
         _log_failure("callback", "flow_expired")
-        raise FlowExpired(code="flow_expired")
-    purpose = Purpose(entry["purpose"])
+        raise FlowExpired(code="flow_expired", purpose=purpose, context=entry["context"])
     if purpose.identity_only != identity_only:
         _log_failure("callback", "purpose_mismatch", purpose=purpose.value)
-        raise FlowExpired(code="purpose_mismatch")
+        raise FlowExpired(code="purpose_mismatch", purpose=purpose, context=entry["context"])
     return StoredFlow(
         purpose=purpose,
         client_id=entry["client_id"],
@@ -653,6 +683,10 @@ def redeem(
             org_url=flow.org_url,
             redirect=redirect_uri(identity_only=flow.purpose.identity_only),
         )
+        if "error" in auth_response:
+            # It came through the browser, where anyone can write it: it proves nothing about
+            # the stored credentials (only the token endpoint can say those are wrong).
+            error.credentials_rejected = False
         _log_failure("token", error.code, correlation_id=error.correlation_id, **log_fields)
         raise error
 
@@ -823,8 +857,16 @@ def acquire_token_silently(
     tenant = stored.get("realm") or app.tenant
     msal_app = _build_app(app.client_id, app.client_secret.reveal(), tenant, cache)
     account = next(
-        a for a in msal_app.get_accounts() if a["home_account_id"] == stored["home_account_id"]
+        (a for a in msal_app.get_accounts() if a["home_account_id"] == stored["home_account_id"]),
+        None,
     )
+    if account is None:
+        raise EntraRejected(
+            "The stored sign-in does not match this connection's Microsoft tenant. "
+            "Re-authorize it.",
+            code="no_cached_account",
+            credentials_rejected=True,
+        )
     log_fields = {"client_id": app.client_id}
     try:
         result = msal_app.acquire_token_silent_with_error(
@@ -840,6 +882,9 @@ def acquire_token_silently(
     except ValueError:
         _log_failure("refresh", "invalid_json", **log_fields)
         raise EntraUnavailable(code="invalid_json") from None
+    except (IndexError, KeyError, TypeError, binascii.Error):
+        _log_failure("refresh", "malformed_response", **log_fields)
+        raise EntraUnavailable(code="malformed_response") from None
     if not result:
         raise EntraRejected(
             "The stored authorization is gone. Re-authorize the Dynamics connection.",
@@ -869,16 +914,17 @@ def sign_out_url(tenant: str, post_logout_redirect_uri: str) -> str:
 
 def _discovery_document(tenant: str) -> dict[str, Any]:
     """The authority's OpenID configuration, fetched once per process (MSAL keeps its own copy
-    for the flows; this one serves the browser-facing links). ``{}`` when unreachable."""
+    for the flows; this one serves the browser-facing links). ``{}`` when unreachable, and
+    then not asked again for a minute, so pages that only link to Entra ID stay fast."""
     authority = authority_url(tenant)
-    document = _discovery_documents.get(authority)
-    if document is None:
+    fetched_at, document = _discovery_documents.get(authority, (0.0, None))
+    if document is None or (not document and time.time() - fetched_at > 60):
         try:
             response = _http_client.get(f"{authority}/v2.0/.well-known/openid-configuration")
             response.raise_for_status()
             document = dict(response.json())
         except (requests.RequestException, ValueError, TypeError):
             _log_failure("discovery", "openid_configuration")
-            return {}
-        _discovery_documents[authority] = document
+            document = {}
+        _discovery_documents[authority] = (time.time(), document)
     return document

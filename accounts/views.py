@@ -145,7 +145,7 @@ def complete_sign_in(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespon
         membership = services.member_sign_in(account=account, identity=identity)
     except entra.EntraError as error:
         _log_sign_in_failure(account, error.code)
-        if error.code in _APP_CREDENTIAL_CODES:
+        if error.credentials_rejected and error.code in _APP_CREDENTIAL_CODES:
             connection.mark_needs_reauthorization(code=error.code, message=error.message)
             error = entra.CredentialsUnavailable(
                 "Microsoft rejected this account's app credentials "
@@ -186,6 +186,7 @@ def welcome(request: HttpRequest, account_id: str) -> HttpResponse:
         {
             "account": account,
             "sign_in_url": f"{settings.PUBLIC_BASE_URL}/business/{account.account_id}",
+            "public_base_url": settings.PUBLIC_BASE_URL,
             "other_accounts": request.session.pop(SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, []),
         },
     )

@@ -23,6 +23,11 @@ urlpatterns = [
         name="reauthorize",
     ),
     path(
+        "settings/connections/<int:connection_id>/secret-expiry",
+        connection_views.secret_expiry,
+        name="secret_expiry",
+    ),
+    path(
         "settings/connections/<int:connection_id>/test",
         connection_views.test_connection,
         name="test_connection",

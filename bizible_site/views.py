@@ -25,6 +25,8 @@ CALLBACKS = {
 def oauth2_callback(request: HttpRequest) -> HttpResponse:
     try:
         flow = entra.pop_flow(request, identity_only=request.GET.get("identityOnly") == "true")
-    except entra.EntraError as error:
+    except entra.FlowExpired as error:
+        if error.purpose is entra.Purpose.REAUTHORIZE:
+            return connection_views.reauthorization_flow_failed(request, error)
         return account_views.auth_error(request, error)
     return CALLBACKS[flow.purpose](request, flow)

@@ -129,16 +129,26 @@ class SignupForm(_Form):
         return website
 
 
+def _secret_expires_on() -> forms.DateField:
+    return forms.DateField(
+        label="Secret expires on",
+        required=False,
+        help_text="Optional: the Expires date shown in Certificates & secrets, so we can warn "
+        "you 30 days before.",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+
+
 class ReauthorizeForm(_Form):
     """New credentials for an existing connection (the key icon's modal)."""
 
     client_id = ClientIdField(label="Client Id")
     client_secret = ClientSecretField(label="Client Secret")
     org_url = OrgUrlField(label="Application Id URI")
-    secret_expires_on = forms.DateField(
-        label="Secret expires on",
-        required=False,
-        help_text="Optional: the Expires date shown in Certificates & secrets, so we can warn "
-        "you 30 days before.",
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
+    secret_expires_on = _secret_expires_on()
+
+
+class SecretExpiryForm(_Form):
+    """The current secret's expiry date, entered on the Connections page."""
+
+    secret_expires_on = _secret_expires_on()

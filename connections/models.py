@@ -6,7 +6,8 @@ from django.db import models
 from django.utils import timezone
 
 from accounts import entra
-from accounts.models import Account
+from accounts.models import Account, AuditEvent
+from accounts.services import audit_record
 from connections import crypto
 
 
@@ -69,11 +70,32 @@ class DynamicsConnection(models.Model):
         return entra.AppRegistration(self.client_id, secret, self.tenant_id)
 
     def mark_needs_reauthorization(self, *, code: str, message: str) -> None:
-        """Record that the stored credentials or tokens stopped working (credentials kept)."""
-        self.status = self.Status.NEEDS_REAUTH
-        self.last_error_code = code[:64]
-        self.last_error_message = message[:1000]
-        self.save(update_fields=["status", "last_error_code", "last_error_message", "updated_at"])
+        """Record that the stored credentials or tokens stopped working (they are kept).
+
+        Applies only if the connection is still the version that was read, so a
+        re-authorization that committed meanwhile is never flagged by a stale check; audited
+        when the status changes.
+        """
+        was = self.status
+        fields = {
+            "status": self.Status.NEEDS_REAUTH,
+            "last_error_code": code[:64],
+            "last_error_message": message[:1000],
+        }
+        current = DynamicsConnection.objects.filter(pk=self.pk, version=self.version)
+        if not current.update(**fields, updated_at=timezone.now()):
+            return
+        for name, value in fields.items():
+            setattr(self, name, value)
+        if was != self.Status.NEEDS_REAUTH:
+            audit_record(
+                account=self.account,
+                actor=None,
+                action="connection_needs_reauth",
+                outcome=AuditEvent.Outcome.FAILURE,
+                detail=f"The Dynamics connection stopped working: {message}"[:500],
+                error_code=code,
+            )
 
 
 def _pending_expiry():

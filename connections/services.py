@@ -99,30 +99,13 @@ def account_create_from_signup(*, flow: StoredFlow, callback_params) -> SignupRe
     Raises AuthorizationFailed (with the form's values minus the secret) on any failure, in
     which case nothing is created.
     """
-    pending = PendingAuthorization.objects.filter(
-        pk=flow.context.get("pending"), purpose=PendingAuthorization.Purpose.SIGNUP
-    ).first()
-    if pending is None or pending.consumed_at is not None:
-        raise AuthorizationFailed(
-            "This signup link was already used or has expired. Please fill in the form again.",
-            code="pending_missing",
-        )
+    pending = _claim_pending(flow, PendingAuthorization.Purpose.SIGNUP)
     fields = {name: getattr(pending, name) for name in SIGNUP_RETRY_FIELDS}
     try:
         identity = _prove_credentials(pending, flow, callback_params)
         with transaction.atomic():
-            locked = (
-                PendingAuthorization.objects.select_for_update()
-                .filter(pk=pending.pk, consumed_at__isnull=True)
-                .first()
-            )
-            if locked is None:
-                raise AuthorizationFailed(
-                    "This signup was already completed in another tab. Sign in instead.",
-                    code="pending_consumed",
-                )
-            result = _create_account(locked, identity)
-            locked.delete()
+            result = _create_account(pending, identity)
+            pending.delete()
     except AuthorizationFailed as failure:
         failure.fields = fields
         pending.delete()
@@ -138,6 +121,34 @@ def account_create_from_signup(*, flow: StoredFlow, callback_params) -> SignupRe
         },
     )
     return result
+
+
+def _claim_pending(flow: StoredFlow, purpose: str) -> PendingAuthorization:
+    """The flow's pending authorization, claimed for this request alone.
+
+    A reloaded or doubled callback may run twice at once; only the request that claims the
+    row completes it, and the other says so without touching it.
+    """
+    pending = (
+        PendingAuthorization.objects.select_related("connection__account")
+        .filter(pk=flow.context.get("pending"), purpose=purpose)
+        .first()
+    )
+    if pending is None:
+        raise AuthorizationFailed(
+            "This link was already used or has expired, so nothing was changed. Please submit "
+            "the form again.",
+            code="pending_missing",
+        )
+    claimed = PendingAuthorization.objects.filter(pk=pending.pk, consumed_at__isnull=True).update(
+        consumed_at=timezone.now()
+    )
+    if not claimed:
+        raise AuthorizationFailed(
+            "This is already being completed in another tab or window. Check there.",
+            code="pending_in_progress",
+        )
+    return pending
 
 
 _CANCELLED = {
@@ -264,17 +275,17 @@ def connection_reauthorize(*, flow: StoredFlow, callback_params, actor: User) ->
     On any failure the stored connection is left exactly as it was (same ciphertexts, same
     token cache), a failed audit event is written, and AuthorizationFailed is raised.
     """
-    pending = (
-        PendingAuthorization.objects.select_related("connection__account")
-        .filter(pk=flow.context.get("pending"), purpose=PendingAuthorization.Purpose.REAUTHORIZE)
-        .first()
-    )
-    if pending is None or pending.connection is None:
-        raise AuthorizationFailed(
-            "This re-authorization link was already used or has expired. Nothing was changed; "
-            "please start again.",
-            code="pending_missing",
-        )
+    try:
+        pending = _claim_pending(flow, PendingAuthorization.Purpose.REAUTHORIZE)
+    except AuthorizationFailed as failure:
+        if failure.code == "pending_missing":
+            reauthorization_record_failure(
+                connection_id=flow.context.get("connection"),
+                actor=actor,
+                code=failure.code,
+                message=failure.message,
+            )
+        raise
     connection = pending.connection
     try:
         if pending.requested_by_id != actor.pk or not _is_active_admin(actor, connection):
@@ -310,17 +321,39 @@ def connection_reauthorize(*, flow: StoredFlow, callback_params, actor: User) ->
             )
             pending.delete()
     except AuthorizationFailed as failure:
-        audit_record(
-            account=connection.account,
-            actor=actor,
-            action="reauthorize",
-            outcome=AuditEvent.Outcome.FAILURE,
-            detail=f"Re-authorization with Client Id {pending.client_id} failed: {failure.message}",
-            error_code=failure.code,
+        _audit_reauthorization_failure(
+            connection, actor, failure, detail=f" with Client Id {pending.client_id}"
         )
         pending.delete()
         raise
     return locked
+
+
+def reauthorization_record_failure(
+    *, connection_id: int | None, actor: User, code: str, message: str
+) -> None:
+    """Audit a re-authorization that failed before its pending row was found (replayed or
+    expired link), when the person is an admin of the connection's account."""
+    connection = (
+        DynamicsConnection.objects.select_related("account").filter(pk=connection_id).first()
+    )
+    if connection is not None and actor.is_authenticated and _is_active_admin(actor, connection):
+        _audit_reauthorization_failure(
+            connection, actor, AuthorizationFailed(message, code=code), detail=""
+        )
+
+
+def _audit_reauthorization_failure(
+    connection: DynamicsConnection, actor: User, failure: AuthorizationFailed, *, detail: str
+) -> None:
+    audit_record(
+        account=connection.account,
+        actor=actor,
+        action="reauthorize",
+        outcome=AuditEvent.Outcome.FAILURE,
+        detail=f"Re-authorization{detail} failed: {failure.message}",
+        error_code=failure.code,
+    )
 
 
 def _is_active_admin(user: User, connection: DynamicsConnection) -> bool:
@@ -355,17 +388,35 @@ def _replace_credentials(
 
 
 class ConnectionUnusable(Exception):
-    """The connection cannot reach Dynamics now; its status has been updated to say why."""
+    """The connection cannot reach Dynamics now. ``connection`` is the row as it was read;
+    ``needs_reauthorization`` says it has been marked so (only a new sign-in can fix it)."""
 
-    def __init__(self, message: str, *, code: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        connection: DynamicsConnection,
+        needs_reauthorization: bool,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.connection = connection
+        self.needs_reauthorization = needs_reauthorization
+
+
+@dataclass(frozen=True)
+class ConnectionToken:
+    """A Dynamics access token and the connection row (org URL, version) it belongs to."""
+
+    access_token: Secret
+    connection: DynamicsConnection
 
 
 def connection_access_token(
     *, connection: DynamicsConnection, force_refresh: bool = False
-) -> Secret:
+) -> ConnectionToken:
     """A Dynamics access token from the connection's token cache, refreshed when needed.
 
     The row is locked while refreshing, so processes refreshing the same connection take
@@ -389,15 +440,15 @@ def connection_access_token(
                     token.token_cache, context=locked.token_cache_context()
                 )
                 locked.save(update_fields=["token_cache_encrypted", "updated_at"])
+    if failure is None:
+        return ConnectionToken(access_token=token.access_token, connection=locked)
     if isinstance(failure, crypto.UndecryptableValue):
-        locked.mark_needs_reauthorization(code="undecryptable_token_cache", message=str(failure))
-        raise ConnectionUnusable(str(failure), code="undecryptable_token_cache")
-    if failure is not None:
-        if failure.credentials_rejected:
-            locked.mark_needs_reauthorization(code=failure.code, message=failure.message)
-        raise ConnectionUnusable(failure.message, code=failure.code)
-    connection.token_cache_encrypted = locked.token_cache_encrypted
-    return token.access_token
+        message, code, rejected = str(failure), "undecryptable_token_cache", True
+    else:
+        message, code, rejected = failure.message, failure.code, failure.credentials_rejected
+    if rejected:
+        locked.mark_needs_reauthorization(code=code, message=message)
+    raise ConnectionUnusable(message, code=code, connection=locked, needs_reauthorization=rejected)
 
 
 def _silent_token(connection: DynamicsConnection, *, force_refresh: bool) -> entra.SilentToken:
@@ -424,48 +475,73 @@ class CheckResult:
 def connection_check(*, connection: DynamicsConnection) -> CheckResult:
     """Prove the connection works now: a (silently refreshed) token and a WhoAmI call.
 
-    Updates the status, the last error and, on success, the last verified time. A WhoAmI 401
-    gets one forced refresh before the connection is marked Needs re-authentication.
+    Updates the status, the last error and, on success, the last verified time, on the row
+    version the token came from (a re-authorization committed meanwhile is left alone). A
+    WhoAmI 401 gets one forced refresh before the connection needs re-authentication.
     """
     try:
         token = connection_access_token(connection=connection)
         try:
-            dynamics.who_am_i(connection.org_url, token)
+            dynamics.who_am_i(token.connection.org_url, token.access_token)
         except dynamics.DynamicsError as error:
             if not error.token_rejected:
                 raise
             token = connection_access_token(connection=connection, force_refresh=True)
-            dynamics.who_am_i(connection.org_url, token)
+            dynamics.who_am_i(token.connection.org_url, token.access_token)
     except ConnectionUnusable as unusable:
-        connection.refresh_from_db()
-        if connection.status != DynamicsConnection.Status.NEEDS_REAUTH:
+        if not unusable.needs_reauthorization:
             _set_status(
-                connection, DynamicsConnection.Status.ERROR, unusable.code, unusable.message
+                unusable.connection,
+                DynamicsConnection.Status.ERROR,
+                unusable.code,
+                unusable.message,
             )
-        return CheckResult(connection, False, unusable.message, unusable.code)
+        result = CheckResult(connection, False, unusable.message, unusable.code)
     except dynamics.DynamicsError as error:
-        status = (
-            DynamicsConnection.Status.NEEDS_REAUTH
-            if error.token_rejected or error.code == "not_a_member"
-            else DynamicsConnection.Status.ERROR
+        code = f"dynamics_{error.code}"
+        if error.token_rejected or error.code == "not_a_member":
+            token.connection.mark_needs_reauthorization(code=code, message=error.message)
+        else:
+            _set_status(token.connection, DynamicsConnection.Status.ERROR, code, error.message)
+        result = CheckResult(connection, False, error.message, code)
+    else:
+        _set_status(token.connection, DynamicsConnection.Status.CONNECTED, "", "", verified=True)
+        result = CheckResult(
+            connection, True, f"WhoAmI answered for {token.connection.connected_as}."
         )
-        _set_status(connection, status, f"dynamics_{error.code}", error.message)
-        return CheckResult(connection, False, error.message, f"dynamics_{error.code}")
-    _set_status(connection, DynamicsConnection.Status.CONNECTED, "", "", verified=True)
-    return CheckResult(connection, True, f"WhoAmI answered for {connection.connected_as}.")
+    connection.refresh_from_db()
+    return result
 
 
 def _set_status(
-    connection: DynamicsConnection, status: str, code: str, message: str, *, verified: bool = False
+    snapshot: DynamicsConnection, status: str, code: str, message: str, *, verified: bool = False
 ) -> None:
-    """Update only the health fields, never the credentials (another process may be changing
-    them)."""
+    """Update only the health fields, and only on the version that was checked."""
     fields = {"status": status, "last_error_code": code[:64], "last_error_message": message[:1000]}
     if verified:
         fields["last_verified_at"] = timezone.now()
-    DynamicsConnection.objects.filter(pk=connection.pk).update(**fields, updated_at=timezone.now())
-    for name, value in fields.items():
-        setattr(connection, name, value)
+    DynamicsConnection.objects.filter(pk=snapshot.pk, version=snapshot.version).update(
+        **fields, updated_at=timezone.now()
+    )
+
+
+def connection_set_secret_expiry(
+    *, connection: DynamicsConnection, expires_on: date | None, actor: User
+) -> bool:
+    """Record the current secret's expiry date. False if the connection was re-authorized
+    since it was shown (the date would then describe another secret)."""
+    saved = DynamicsConnection.objects.filter(pk=connection.pk, version=connection.version).update(
+        secret_expires_on=expires_on, updated_at=timezone.now()
+    )
+    if saved:
+        audit_record(
+            account=connection.account,
+            actor=actor,
+            action="secret_expiry",
+            outcome=AuditEvent.Outcome.SUCCESS,
+            detail=f"Client secret expiry date set to {expires_on or 'none'}.",
+        )
+    return bool(saved)
 
 
 def connection_test(*, connection: DynamicsConnection, actor: User) -> CheckResult:

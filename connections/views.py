@@ -15,7 +15,7 @@ from accounts.models import AuditEvent
 from accounts.views import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, auth_error
 from bizible_site.sensitive import Secret
 from connections import services
-from connections.forms import ReauthorizeForm, SignupForm
+from connections.forms import ReauthorizeForm, SecretExpiryForm, SignupForm
 from connections.models import DynamicsConnection, PendingAuthorization
 
 logger = logging.getLogger("dynamics_connect.connections")
@@ -81,7 +81,7 @@ def _redirect_to_entra(
             purpose=purpose,
             app=app,
             scopes=[entra.dynamics_scope(pending.org_url)],
-            context={"pending": str(pending.pk)},
+            context={"pending": str(pending.pk), "connection": pending.connection_id},
         )
     except entra.EntraError:
         pending.delete()
@@ -129,11 +129,9 @@ def _admin_connection(request: HttpRequest, connection_id: int | None = None):
 
 
 def _reauthorize_initial(connection: DynamicsConnection) -> dict:
-    return {
-        "client_id": connection.client_id,
-        "org_url": connection.org_url,
-        "secret_expires_on": connection.secret_expires_on,
-    }
+    """The current Client Id and URI; the expiry date stays empty, as it belongs to the old
+    secret."""
+    return {"client_id": connection.client_id, "org_url": connection.org_url}
 
 
 @require_GET
@@ -222,6 +220,37 @@ def complete_reauthorization(request: HttpRequest, flow: entra.StoredFlow) -> Ht
             f"The Dynamics connection was re-authorized and works: connected to "
             f"{connection.org_url} as {connection.connected_as}.",
         )
+    return redirect("connections")
+
+
+@require_POST
+def secret_expiry(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Record the current secret's expiry date (from Certificates & secrets), for warnings."""
+    admin, connection = _admin_connection(request, connection_id)
+    form = SecretExpiryForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter the expiry date as shown in Certificates & secrets.")
+    elif services.connection_set_secret_expiry(
+        connection=connection, expires_on=form.cleaned_data["secret_expires_on"], actor=admin.user
+    ):
+        messages.success(request, "The client secret's expiry date was saved.")
+    else:
+        messages.error(request, "The connection changed meanwhile; check the date and save again.")
+    return redirect("connections")
+
+
+def reauthorization_flow_failed(request: HttpRequest, error: entra.FlowExpired) -> HttpResponse:
+    """A re-authorization callback whose flow is gone (link used twice, or too old): nothing
+    changed; say so on the Connections page and in the audit trail."""
+    if not request.user.is_authenticated:
+        return auth_error(request, error)
+    services.reauthorization_record_failure(
+        connection_id=error.context.get("connection"),
+        actor=request.user,
+        code=error.code,
+        message=error.message,
+    )
+    messages.error(request, f"Re-authorization failed: {error.message}")
     return redirect("connections")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -205,8 +206,11 @@ def test_a_replayed_callback_changes_nothing(admin, demo):
 
     replay = follow_callback(admin.client, redirect)
 
-    assert replay.status_code == 400
+    assert replay.status_code == 302 and replay["Location"] == CONNECTIONS_URL
     assert stored_row(admin.connection) == after_first
+    assert "already used" in admin.client.get(CONNECTIONS_URL).content.decode()
+    failure = AuditEvent.objects.get(action="reauthorize", outcome=AuditEvent.Outcome.FAILURE)
+    assert failure.error_code == "flow_replayed"
 
 
 def test_an_expired_pending_reauthorization_changes_nothing(admin, demo):
@@ -217,6 +221,42 @@ def test_an_expired_pending_reauthorization_changes_nothing(admin, demo):
     follow_callback(admin.client, redirect)
 
     assert stored_row(admin.connection) == before
+    failure = AuditEvent.objects.get(action="reauthorize", outcome=AuditEvent.Outcome.FAILURE)
+    assert failure.error_code == "pending_expired"
+
+
+def test_a_re_authorization_link_older_than_its_lifetime_is_audited(
+    admin, demo, settings, monkeypatch
+):
+    from accounts import entra
+
+    before = stored_row(admin.connection)
+    redirect = sign_in(admin.browser, admin.start(), demo.admin)
+    later = entra.time.time() + settings.AUTH_FLOW_TTL_MINUTES * 60 + 1
+    monkeypatch.setattr(entra.time, "time", lambda: later)
+
+    response = follow_callback(admin.client, redirect)
+
+    assert response["Location"] == CONNECTIONS_URL
+    assert stored_row(admin.connection) == before
+    failure = AuditEvent.objects.get(action="reauthorize", outcome=AuditEvent.Outcome.FAILURE)
+    assert failure.error_code == "flow_expired"
+
+
+def test_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin, demo):
+    """A reload while the first request is still at Microsoft: the second request finds the
+    pending row claimed and leaves it to the first."""
+    from connections.models import PendingAuthorization as Pending
+
+    redirect = sign_in(admin.browser, admin.start(), demo.admin)
+    Pending.objects.update(consumed_at=timezone.now())  # the first request has claimed it
+    before = stored_row(admin.connection)
+
+    follow_callback(admin.client, redirect)
+
+    assert stored_row(admin.connection) == before
+    assert Pending.objects.count() == 1  # still the first request's to finish
+    assert "already being completed" in admin.client.get(CONNECTIONS_URL).content.decode()
 
 
 def test_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):
@@ -288,6 +328,7 @@ def test_a_member_gets_a_plain_403_on_every_connections_url(admin, emulator, dem
         ("get", admin.reauthorize_url()),
         ("post", admin.reauthorize_url()),
         ("post", f"{CONNECTIONS_URL}/{admin.connection.pk}/test"),
+        ("post", f"{CONNECTIONS_URL}/{admin.connection.pk}/secret-expiry"),
     ]:
         response = getattr(member, method)(url)
         assert response.status_code == 403, url
@@ -303,6 +344,10 @@ def test_another_accounts_connection_is_404(admin, demo, make_account):
         url = f"{CONNECTIONS_URL}/{other_connection.pk}/reauthorize"
         assert getattr(admin.client, method)(url).status_code == 404
     assert admin.client.post(f"{CONNECTIONS_URL}/{other_connection.pk}/test").status_code == 404
+    expiry_url = f"{CONNECTIONS_URL}/{other_connection.pk}/secret-expiry"
+    assert admin.client.post(expiry_url, {"secret_expires_on": "2030-01-01"}).status_code == 404
+    other_connection.refresh_from_db()
+    assert other_connection.secret_expires_on is None
 
 
 def test_the_reauthorize_form_requires_csrf_and_post(admin):
@@ -382,3 +427,46 @@ def test_the_connections_page_makes_a_bounded_number_of_queries(
     # session, user, membership, connection, audit events, navigation role
     with django_assert_max_num_queries(7):
         assert admin.client.get(CONNECTIONS_URL).status_code == 200
+
+
+def test_an_admin_records_the_current_secrets_expiry_without_reauthorizing(admin):
+    soon = timezone.localdate() + timedelta(days=10)
+    before = stored_row(admin.connection)
+
+    page = admin.client.post(
+        f"{CONNECTIONS_URL}/{admin.connection.pk}/secret-expiry",
+        {"secret_expires_on": soon.isoformat()},
+        follow=True,
+    ).content.decode()
+
+    after = stored_row(admin.connection)
+    assert after["secret_expires_on"] == soon
+    assert after["client_secret_encrypted"] == before["client_secret_encrypted"]
+    assert after["version"] == before["version"]
+    assert "expiry date was saved" in page and "(in 10 days)" in page
+    assert AuditEvent.objects.filter(action="secret_expiry").exists()
+
+
+def test_an_expiry_date_for_a_connection_reauthorized_meanwhile_is_not_saved(admin, demo):
+    shown = DynamicsConnection.objects.get(pk=admin.connection.pk)
+    admin.reauthorize()  # version 2 now: a new secret
+
+    from connections.services import connection_set_secret_expiry
+
+    saved = connection_set_secret_expiry(
+        connection=shown,
+        expires_on=timezone.localdate(),
+        actor=shown.account.memberships.get().user,
+    )
+
+    assert not saved
+    assert stored_row(admin.connection)["secret_expires_on"] is None
+
+
+def test_the_modal_leaves_the_expiry_date_empty_for_the_new_secret(admin):
+    DynamicsConnection.objects.update(secret_expires_on=timezone.localdate() + timedelta(days=5))
+
+    modal = admin.client.get(admin.reauthorize_url()).content.decode()
+
+    (field,) = re.findall(r'<input[^>]*name="secret_expires_on"[^>]*>', modal)
+    assert "value=" not in field

@@ -255,3 +255,27 @@ class TestNoSecretLeaks:
         ]:
             assert needle not in logged
         assert Account.objects.count() == 1
+
+
+def test_check_connections_goes_on_after_an_unexpected_error(
+    connection, make_account, monkeypatch, capsys
+):
+    from connections import services
+    from connections.management.commands import check_connections
+
+    other = DynamicsConnection.objects.get(account=make_account("Other Co"))
+    real_check = services.connection_check
+
+    def check(*, connection):
+        if connection.pk == other.pk:
+            raise RuntimeError("unexpected")
+        return real_check(connection=connection)
+
+    monkeypatch.setattr(check_connections, "connection_check", check)
+
+    with pytest.raises(CommandError):
+        call_command("check_connections", "--json")
+
+    rows = {row["account"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[connection.account.account_id]["ok"] is True
+    assert rows[other.account.account_id]["code"] == "unexpected_error"

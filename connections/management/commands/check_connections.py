@@ -7,11 +7,14 @@ lock, and status updates touch only the health fields.
 """
 
 import json
+import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
 from connections.models import DynamicsConnection
-from connections.services import connection_check
+from connections.services import CheckResult, connection_check
+
+logger = logging.getLogger("dynamics_connect.connections")
 
 
 class Command(BaseCommand):
@@ -31,7 +34,19 @@ class Command(BaseCommand):
                 raise CommandError(f"No connection for account {account}.")
         rows = []
         for connection in connections.iterator(chunk_size=100):
-            result = connection_check(connection=connection)
+            try:
+                result = connection_check(connection=connection)
+            except Exception as error:  # one broken connection must not stop the others
+                logger.exception(
+                    "check failed unexpectedly",
+                    extra={"event": "check_connections", "account": connection.account.account_id},
+                )
+                result = CheckResult(
+                    connection,
+                    False,
+                    f"Unexpected error ({type(error).__name__}); see the log.",
+                    "unexpected_error",
+                )
             rows.append(
                 {
                     "account": connection.account.account_id,
