@@ -19,6 +19,7 @@ from accounts.access import (
     membership_for,
 )
 from accounts.models import Account, Membership
+from bizible_site.ratelimit import rate_limited
 
 logger = logging.getLogger("dynamics_connect.auth")
 
@@ -101,6 +102,7 @@ def business(request: HttpRequest, account_id: str) -> HttpResponse:
 
 
 @login_not_required
+@rate_limited("sign_in")
 @require_POST
 @sensitive_variables()
 def business_sign_in(request: HttpRequest, account_id: str) -> HttpResponse:

@@ -46,6 +46,11 @@ if DYNAMICS_EXTRA_ALLOWED_ORIGINS and not DEBUG:
         "DJANGO_DEBUG is off."
     )
 
+# POSTs per minute and client address that may start a signup, sign-in or re-authorization
+# (0 turns the limit off); TRUSTED_PROXY_COUNT proxies in front set X-Forwarded-For.
+AUTH_RATE_LIMIT_PER_MINUTE = int(env_float("AUTH_RATE_LIMIT_PER_MINUTE", 20, maximum=100000))
+TRUSTED_PROXY_COUNT = int(env_float("TRUSTED_PROXY_COUNT", 0, maximum=10))
+
 # Newest key first: the first encrypts, all decrypt (see connections/crypto.py).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
 
@@ -104,6 +109,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# In the database, so that every app process shares it (rate limits); no extra service.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "dynamics_connect_cache",
+    }
+}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/"

@@ -13,6 +13,7 @@ from accounts import entra
 from accounts.access import CURRENT_ACCOUNT_SESSION_KEY, current_membership
 from accounts.models import AuditEvent
 from accounts.views import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, auth_error
+from bizible_site.ratelimit import rate_limited
 from bizible_site.sensitive import Secret
 from connections import services
 from connections.forms import ReauthorizeForm, SecretExpiryForm, SignupForm
@@ -24,6 +25,7 @@ SIGNUP_RETRY_SESSION_KEY = "signup.retry"
 
 
 @login_not_required
+@rate_limited("signup")
 @sensitive_post_parameters("client_secret")
 @sensitive_variables()
 @require_http_methods(["GET", "POST"])
@@ -164,6 +166,7 @@ def _secret_expiry(connection: DynamicsConnection) -> dict | None:
     }
 
 
+@rate_limited("reauthorize")
 @sensitive_post_parameters("client_secret")
 @sensitive_variables()
 @require_http_methods(["GET", "POST"])

@@ -51,6 +51,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.cache import cache
 from django.test import override_settings
 
 from accounts import entra
@@ -137,6 +138,7 @@ def e2e_settings(e2e_stack, transactional_db) -> Iterator[None]:
     ):
         emulator.reset()
         entra.reset_process_caches()
+        cache.clear()  # rate-limit counts: the database cache table outlives transactional_db
         yield
         entra.reset_process_caches()
 
