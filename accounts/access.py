@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
+from django.contrib import auth
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from accounts.models import Membership
+from accounts.models import Membership, User
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
@@ -45,6 +46,7 @@ def membership_for(request: HttpRequest, account_id: str, *, admin: bool = False
     )
     if membership is None:
         raise Http404("No such account.")
+    request.checked_membership = membership  # the navigation reuses it (no second query)
     if admin and not membership.is_admin:
         raise NotAnAdmin()
     return membership
@@ -55,3 +57,9 @@ def current_membership(request: HttpRequest, *, admin: bool = False) -> Membersh
     return membership_for(
         request, request.session.get(CURRENT_ACCOUNT_SESSION_KEY, ""), admin=admin
     )
+
+
+def start_session(request: HttpRequest, user: User, account_id: str) -> None:
+    """Sign the user in (a new session key, against fixation) to work in this account."""
+    auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session[CURRENT_ACCOUNT_SESSION_KEY] = account_id

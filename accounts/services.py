@@ -88,7 +88,7 @@ def member_sign_in(*, account: Account, identity: SignInResult) -> Membership:
     if identity.tenant_id != account.tenant_id:
         raise SignInRefused(WrongTenant.default_message, code="tenant_mismatch")
     user = user_from_identity(identity=identity)
-    membership, created = Membership.objects.select_related("account", "user").get_or_create(
+    membership, created = Membership.objects.get_or_create(
         account=account, user=user, defaults={"role": Membership.Role.MEMBER}
     )
     if membership.is_blocked:

@@ -17,6 +17,7 @@ from accounts.access import (
     current_membership,
     is_account_id,
     membership_for,
+    start_session,
 )
 from accounts.models import Account, Membership
 from bizible_site.ratelimit import rate_limited
@@ -160,8 +161,7 @@ def complete_sign_in(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespon
     except services.SignInRefused as refused:
         _log_sign_in_failure(account, refused.code)
         return auth_error(request, refused, retry_url=retry_url)
-    auth.login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
-    request.session[CURRENT_ACCOUNT_SESSION_KEY] = account.account_id
+    start_session(request, membership.user, account.account_id)
     return redirect(flow.next_url or retry_url)
 
 
@@ -230,13 +230,11 @@ def members(request: HttpRequest) -> HttpResponse:
 def member_change(request: HttpRequest, membership_id: int) -> HttpResponse:
     admin = current_membership(request, admin=True)
     target = get_object_or_404(Membership, pk=membership_id, account=admin.account)
+    action = request.POST.get("action", "")
     try:
-        changed = services.membership_change(
-            admin=admin, target=target, action=request.POST.get("action", "")
-        )
+        changed = services.membership_change(admin=admin, target=target, action=action)
     except services.MembershipChangeRefused as refused:
         messages.error(request, refused.message)
     else:
-        action = services.MEMBERSHIP_ACTIONS[request.POST["action"]]
-        messages.success(request, f"{changed.user} was {action}.")
+        messages.success(request, f"{changed.user} was {services.MEMBERSHIP_ACTIONS[action]}.")
     return redirect("members")

@@ -31,6 +31,7 @@ def main(rounds: int) -> None:
         ALLOWED_HOSTS="testserver",
         DATABASE_URL="sqlite://:memory:",
         LOG_LEVEL="WARNING",
+        AUTH_RATE_LIMIT_PER_MINUTE="0",  # 50 sign-ins from one address in a minute, on purpose
     )
     import django
 
@@ -39,13 +40,10 @@ def main(rounds: int) -> None:
     from django.core.management import call_command
     from django.test import Client
     from django.test.utils import override_settings, setup_test_environment
-    from django.utils import timezone
 
-    from accounts.models import Account
-    from connections import crypto
-    from connections.models import DynamicsConnection
     from entra_emulator.testing import run_emulator, sign_in
     from tests.demo import DEMO_SEED, Demo
+    from tests.factories import connected_account
 
     setup_test_environment()
     call_command("migrate", verbosity=0)
@@ -57,23 +55,7 @@ def main(rounds: int) -> None:
         override_settings(ENTRA_AUTHORITY_HOST=emulator.url, ENTRA_CA_BUNDLE=emulator.ca_path),
     ):
         demo = Demo.from_seed(org_url=emulator.url)
-        account = Account.objects.create(
-            company_name="Bench",
-            phone="1",
-            website="https://bench.example",
-            tenant_id=demo.tenant_id,
-        )
-        connection = DynamicsConnection(
-            account=account,
-            client_id=demo.client_id,
-            org_url=demo.org_url,
-            tenant_id=demo.tenant_id,
-            secret_set_at=timezone.now(),
-        )
-        connection.client_secret_encrypted = crypto.encrypt(
-            demo.client_secret, context=connection.secret_context()
-        )
-        connection.save()
+        account = connected_account(demo, "Bench")
 
         starts, callbacks = [], []
         for _ in range(rounds):

@@ -1,5 +1,6 @@
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +10,23 @@ from accounts import entra
 from accounts.models import Account, AuditEvent
 from accounts.services import audit_record
 from connections import crypto
+
+# The Connections page warns this many days before the client secret expires.
+EXPIRY_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class SecretExpiry:
+    date: date
+    days_left: int
+
+    @property
+    def expired(self) -> bool:
+        return self.days_left < 0
+
+    @property
+    def warn(self) -> bool:
+        return self.days_left <= EXPIRY_WARNING_DAYS
 
 
 class DynamicsConnection(models.Model):
@@ -53,6 +71,13 @@ class DynamicsConnection(models.Model):
 
     def token_cache_context(self) -> str:
         return f"account:{self.account.account_id}:token_cache"
+
+    def secret_expiry(self) -> SecretExpiry | None:
+        """The recorded expiry of the current client secret, counted from today."""
+        if self.secret_expires_on is None:
+            return None
+        days_left = (self.secret_expires_on - timezone.localdate()).days
+        return SecretExpiry(date=self.secret_expires_on, days_left=days_left)
 
     def app_registration(self) -> entra.AppRegistration:
         """The account's Entra ID app, for flows on its own tenant.

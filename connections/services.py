@@ -102,9 +102,9 @@ def account_create_from_signup(*, flow: StoredFlow, callback_params) -> SignupRe
     pending = _claim_pending(flow, PendingAuthorization.Purpose.SIGNUP)
     fields = {name: getattr(pending, name) for name in SIGNUP_RETRY_FIELDS}
     try:
-        identity = _prove_credentials(pending, flow, callback_params)
+        proven = _prove_credentials(pending, flow, callback_params)
         with transaction.atomic():
-            result = _create_account(pending, identity)
+            result = _create_account(pending, proven)
             pending.delete()
     except AuthorizationFailed as failure:
         failure.fields = fields
@@ -116,8 +116,8 @@ def account_create_from_signup(*, flow: StoredFlow, callback_params) -> SignupRe
             "event": "signup",
             "outcome": "success",
             "account": result.account.account_id,
-            "oid": identity.object_id,
-            "tenant": identity.tenant_id,
+            "oid": proven.identity.object_id,
+            "tenant": proven.identity.tenant_id,
         },
     )
     return result
@@ -162,9 +162,15 @@ _CANCELLED = {
 }
 
 
-def _prove_credentials(
-    pending: PendingAuthorization, flow: StoredFlow, callback_params
-) -> SignInResult:
+@dataclass(frozen=True)
+class _Proven:
+    """Pending credentials that Entra ID and WhoAmI accepted: the identity and the secret."""
+
+    identity: SignInResult
+    client_secret: Secret = field(repr=False)
+
+
+def _prove_credentials(pending: PendingAuthorization, flow: StoredFlow, callback_params) -> _Proven:
     """Redeem the code with the pending secret and call WhoAmI; AuthorizationFailed if not."""
     if pending.is_expired:
         raise AuthorizationFailed(
@@ -189,10 +195,11 @@ def _prove_credentials(
             "The request could not be completed. Please submit the form again.",
             code="undecryptable_pending",
         ) from None
-    return identity
+    return _Proven(identity=identity, client_secret=secret)
 
 
-def _create_account(pending: PendingAuthorization, identity: SignInResult) -> SignupResult:
+def _create_account(pending: PendingAuthorization, proven: _Proven) -> SignupResult:
+    identity = proven.identity
     other_accounts = list(Account.objects.filter(tenant_id=identity.tenant_id).order_by("id"))
     account = Account.objects.create(
         company_name=pending.company_name,
@@ -213,8 +220,9 @@ def _create_account(pending: PendingAuthorization, identity: SignInResult) -> Si
         status=DynamicsConnection.Status.CONNECTED,
         last_verified_at=now,
     )
-    secret = crypto.decrypt(pending.client_secret_encrypted, context=pending.secret_context())
-    connection.client_secret_encrypted = crypto.encrypt(secret, context=connection.secret_context())
+    connection.client_secret_encrypted = crypto.encrypt(
+        proven.client_secret, context=connection.secret_context()
+    )
     connection.token_cache_encrypted = crypto.encrypt(
         identity.token_cache, context=connection.token_cache_context()
     )
@@ -294,8 +302,8 @@ def connection_reauthorize(*, flow: StoredFlow, callback_params, actor: User) ->
                 "was changed.",
                 code="actor_mismatch",
             )
-        identity = _prove_credentials(pending, flow, callback_params)
-        if identity.tenant_id != connection.tenant_id:
+        proven = _prove_credentials(pending, flow, callback_params)
+        if proven.identity.tenant_id != connection.tenant_id:
             raise AuthorizationFailed(
                 "You signed in with an account of another Microsoft tenant. A connection stays "
                 "in its organization's tenant; nothing was changed.",
@@ -310,14 +318,14 @@ def connection_reauthorize(*, flow: StoredFlow, callback_params, actor: User) ->
                     "needed.",
                     code="changed_meanwhile",
                 )
-            _replace_credentials(locked, pending, identity)
+            _replace_credentials(locked, pending, proven)
             audit_record(
                 account=connection.account,
                 actor=actor,
                 action="reauthorize",
                 outcome=AuditEvent.Outcome.SUCCESS,
                 detail=f"Re-authorized with Client Id {pending.client_id} for {pending.org_url} "
-                f"as {identity.username}.",
+                f"as {proven.identity.username}.",
             )
             pending.delete()
     except AuthorizationFailed as failure:
@@ -363,12 +371,14 @@ def _is_active_admin(user: User, connection: DynamicsConnection) -> bool:
 
 
 def _replace_credentials(
-    connection: DynamicsConnection, pending: PendingAuthorization, identity: SignInResult
+    connection: DynamicsConnection, pending: PendingAuthorization, proven: _Proven
 ) -> None:
     now = timezone.now()
-    secret = crypto.decrypt(pending.client_secret_encrypted, context=pending.secret_context())
+    identity = proven.identity
     connection.client_id = pending.client_id
-    connection.client_secret_encrypted = crypto.encrypt(secret, context=connection.secret_context())
+    connection.client_secret_encrypted = crypto.encrypt(
+        proven.client_secret, context=connection.secret_context()
+    )
     connection.secret_set_at = now
     connection.secret_expires_on = pending.secret_expires_on
     connection.org_url = pending.org_url

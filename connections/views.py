@@ -1,16 +1,15 @@
 import logging
 
-from django.contrib import auth, messages
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import entra
-from accounts.access import CURRENT_ACCOUNT_SESSION_KEY, current_membership
+from accounts.access import current_membership, start_session
 from accounts.models import AuditEvent
 from accounts.views import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, auth_error
 from bizible_site.ratelimit import rate_limited
@@ -107,8 +106,7 @@ def complete_signup(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespons
             "cancelled": failure.cancelled,
         }
         return redirect("signup")
-    auth.login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
-    request.session[CURRENT_ACCOUNT_SESSION_KEY] = result.account.account_id
+    start_session(request, result.user, result.account.account_id)
     request.session[SIGNUP_OTHER_ACCOUNTS_SESSION_KEY] = [
         {"company_name": a.company_name, "account_id": a.account_id}
         for a in result.other_accounts_of_tenant
@@ -117,8 +115,6 @@ def complete_signup(request: HttpRequest, flow: entra.StoredFlow) -> HttpRespons
 
 
 # --- Connections settings page --------------------------------------------------------------
-
-EXPIRY_WARNING_DAYS = 30
 
 
 def _admin_connection(request: HttpRequest, connection_id: int | None = None):
@@ -148,22 +144,9 @@ def connections(request: HttpRequest) -> HttpResponse:
             "connection": connection,
             "form": ReauthorizeForm(initial=_reauthorize_initial(connection)),
             "events": events,
-            "secret_expiry": _secret_expiry(connection),
+            "secret_expiry": connection.secret_expiry(),
         },
     )
-
-
-def _secret_expiry(connection: DynamicsConnection) -> dict | None:
-    """What to say about the secret's expiry date: a warning from 30 days before it."""
-    if connection.secret_expires_on is None:
-        return None
-    days_left = (connection.secret_expires_on - timezone.localdate()).days
-    return {
-        "date": connection.secret_expires_on,
-        "days_left": days_left,
-        "expired": days_left < 0,
-        "warn": days_left <= EXPIRY_WARNING_DAYS,
-    }
 
 
 @rate_limited("reauthorize")

@@ -7,6 +7,7 @@ from the seed (`emulator.reset()`) and from empty per-process MSAL caches.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -81,39 +82,7 @@ def demo(entra_emulator) -> Demo:
 
 @pytest.fixture
 def make_account(db, demo):
-    """Create an account with a Connected Dynamics connection on the demo app, as a finished
-    signup would (without a token cache: sign-in does not use one)."""
-    from django.utils import timezone
+    """Create an account as a finished signup would (see tests/factories.py)."""
+    from tests.factories import connected_account
 
-    from accounts.models import Account
-    from connections import crypto
-    from connections.models import DynamicsConnection
-
-    def make(
-        company_name: str = "Contoso Ltd",
-        *,
-        client_secret: str | None = None,
-        tenant_id: str | None = None,
-    ) -> Account:
-        account = Account.objects.create(
-            company_name=company_name,
-            phone="+14255550100",
-            website="https://www.contoso.example",
-            tenant_id=tenant_id or demo.tenant_id,
-        )
-        connection = DynamicsConnection(
-            account=account,
-            client_id=demo.client_id,
-            org_url=demo.org_url,
-            tenant_id=account.tenant_id,
-            secret_set_at=timezone.now(),
-            status=DynamicsConnection.Status.CONNECTED,
-            connected_as=demo.admin,
-        )
-        connection.client_secret_encrypted = crypto.encrypt(
-            client_secret or demo.client_secret, context=connection.secret_context()
-        )
-        connection.save()
-        return account
-
-    return make
+    return functools.partial(connected_account, demo)
