@@ -1,9 +1,24 @@
 import secrets
+from dataclasses import dataclass
+from datetime import date
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from lib import crypto
+from lib.entra.types import AppCredentials
+from lib.secret import Secret
+
+# The Connections page warns this many days before a credential expires.
+EXPIRY_WARNING_DAYS = 30
+
+
+def fit(model: type[models.Model], field: str, value: str) -> str:
+    """``value`` cut to the field's ``max_length`` (display data and messages, never ids)."""
+    return value[: model._meta.get_field(field).max_length]
 
 
 def new_account_id() -> str:
@@ -42,11 +57,75 @@ class Account(models.Model):
     company_name = models.CharField(max_length=200)
     phone = models.CharField(max_length=32)
     website = models.URLField(max_length=500)
-    tenant_id = models.CharField(max_length=36, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"{self.company_name} ({self.account_id})"
+
+
+@dataclass(frozen=True)
+class CredentialExpiry:
+    date: date
+    days_left: int
+
+    @property
+    def expired(self) -> bool:
+        return self.days_left < 0
+
+    @property
+    def warn(self) -> bool:
+        return self.days_left <= EXPIRY_WARNING_DAYS
+
+
+class EntraApp(models.Model):
+    """The company's own app registration in Entra ID, on which every flow of the account runs.
+
+    The credential is stored encrypted (``lib/crypto.py``, bound to the account id and field).
+    ``credential_kind`` names what it is; a client secret today. ``version`` increases on every
+    credential change, so an edit made for one credential never lands on its successor.
+    """
+
+    class CredentialKind(models.TextChoices):
+        SECRET = "secret", "Client secret"
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="entra_app")
+    client_id = models.CharField(max_length=36)
+    tenant_id = models.CharField(max_length=36, db_index=True)
+    credential_kind = models.CharField(
+        max_length=16, choices=CredentialKind.choices, default=CredentialKind.SECRET
+    )
+    credential_encrypted = models.TextField()
+    credential_set_at = models.DateTimeField()
+    credential_expires_on = models.DateField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Entra ID app {self.client_id} of {self.account.account_id}"
+
+    def credential_context(self) -> str:
+        return f"account:{self.account.account_id}:client_secret"
+
+    def store_secret(self, secret: Secret, *, expires_on: date | None) -> None:
+        """Encrypt a new client secret into this (unsaved) row."""
+        self.credential_kind = self.CredentialKind.SECRET
+        self.credential_encrypted = crypto.encrypt(secret, context=self.credential_context())
+        self.credential_set_at = timezone.now()
+        self.credential_expires_on = expires_on
+
+    def credentials(self) -> AppCredentials:
+        """The app's credentials for a token request; ``crypto.UndecryptableValue`` when no
+        configured key opens the stored secret."""
+        secret = crypto.decrypt(self.credential_encrypted, context=self.credential_context())
+        return AppCredentials(client_id=self.client_id, tenant=self.tenant_id, client_secret=secret)
+
+    def credential_expiry(self) -> CredentialExpiry | None:
+        """The recorded expiry of the current credential, counted from today."""
+        if self.credential_expires_on is None:
+            return None
+        days_left = (self.credential_expires_on - timezone.localdate()).days
+        return CredentialExpiry(date=self.credential_expires_on, days_left=days_left)
 
 
 class Membership(models.Model):

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
+from django.utils import timezone
 
-from accounts.entra import SignInResult, WrongTenant
-from accounts.models import Account, AuditEvent, Membership, User
+from accounts.aadsts import Audience, explain
+from accounts.failures import Refused
+from accounts.models import Account, AuditEvent, EntraApp, Membership, User, fit
+from lib.entra.errors import Remedy, WrongTenant
+from lib.entra.types import ProvenIdentity
 
 logger = logging.getLogger("dynamics_connect.auth")
 
 
-def user_from_identity(*, identity: SignInResult) -> User:
+def user_from_identity(*, identity: ProvenIdentity) -> User:
     """The user with this Entra identity ``(tid, oid)``, created on first sight.
 
     Display name and e-mail are display data: refreshed from the id token at every sign-in,
     never used to find the user.
     """
-    email = identity.email or (identity.username if "@" in identity.username else "")
+    email = fit(
+        User, "email", identity.email or (identity.username if "@" in identity.username else "")
+    )
+    display_name = fit(User, "display_name", identity.display_name)
     with transaction.atomic():
         user, created = User.objects.select_for_update().get_or_create(
             tenant_id=identity.tenant_id,
@@ -27,15 +35,12 @@ def user_from_identity(*, identity: SignInResult) -> User:
             defaults={
                 "username": f"{identity.object_id}.{identity.tenant_id}",
                 "password": make_password(None),  # Entra ID users never have a password here
-                "display_name": identity.display_name[:256],
-                "email": email[:254],
+                "display_name": display_name,
+                "email": email,
             },
         )
-        if not created and (user.display_name, user.email) != (
-            identity.display_name[:256],
-            email[:254],
-        ):
-            user.display_name, user.email = identity.display_name[:256], email[:254]
+        if not created and (user.display_name, user.email) != (display_name, email):
+            user.display_name, user.email = display_name, email
             user.save(update_fields=["display_name", "email"])
     return user
 
@@ -56,8 +61,8 @@ def audit_record(
         actor=actor,
         action=action,
         outcome=outcome,
-        detail=detail[:500],
-        error_code=error_code[:64],
+        detail=fit(AuditEvent, "detail", detail),
+        error_code=fit(AuditEvent, "error_code", error_code),
     )
     logger.info(
         "audit %s %s",
@@ -74,19 +79,18 @@ def audit_record(
     return event
 
 
-class SignInRefused(Exception):
+class SignInRefused(Refused):
     """Entra ID vouched for the person, but this account does not let them in."""
 
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
+def member_sign_in(*, account: Account, identity: ProvenIdentity) -> Membership:
+    """The membership a verified identity signs in with; a first sign-in makes a member.
 
-def member_sign_in(*, account: Account, identity: SignInResult) -> Membership:
-    """The membership a verified identity signs in with; a first sign-in makes a member."""
-    if identity.tenant_id != account.tenant_id:
-        raise SignInRefused(WrongTenant.default_message, code="tenant_mismatch")
+    ``account`` comes with its ``entra_app``: the identity must be of the app's tenant.
+    """
+    if identity.tenant_id != account.entra_app.tenant_id:
+        wrong_tenant = explain(WrongTenant(code="tenant_mismatch"), Audience.SIGNING_IN)
+        raise SignInRefused(wrong_tenant.message, code="tenant_mismatch", remedy=Remedy.ASK_ADMIN)
     user = user_from_identity(identity=identity)
     membership, created = Membership.objects.get_or_create(
         account=account, user=user, defaults={"role": Membership.Role.MEMBER}
@@ -103,6 +107,7 @@ def member_sign_in(*, account: Account, identity: SignInResult) -> Membership:
         raise SignInRefused(
             f"An admin of {account.company_name} removed your access. Ask them to restore it.",
             code="blocked",
+            remedy=Remedy.ASK_ADMIN,
         )
     if created:
         audit_record(
@@ -170,3 +175,20 @@ def membership_change(*, admin: Membership, target: Membership, action: str) -> 
             detail=f"{target.user} was {MEMBERSHIP_ACTIONS[action]} by {admin.user}.",
         )
     return target
+
+
+def entra_app_set_credential_expiry(*, app: EntraApp, expires_on: date | None, actor: User) -> bool:
+    """Record the current client secret's expiry date. False if the credential changed since
+    it was shown (the date would then describe another secret)."""
+    saved = EntraApp.objects.filter(pk=app.pk, version=app.version).update(
+        credential_expires_on=expires_on, updated_at=timezone.now()
+    )
+    if saved:
+        audit_record(
+            account=app.account,
+            actor=actor,
+            action="secret_expiry",
+            outcome=AuditEvent.Outcome.SUCCESS,
+            detail=f"Client secret expiry date set to {expires_on or 'none'}.",
+        )
+    return bool(saved)

@@ -2,8 +2,22 @@ from django.contrib import admin
 from django.urls import path
 
 from accounts import views as account_views
-from bizible_site.views import oauth2_callback
+from accounts.signin import SignInHandler
 from connections import views as connection_views
+from connections.reauthorize import ReauthorizeHandler
+from connections.signup import SignupHandler
+from lib.entra.django import callback_view
+from lib.entra.types import Purpose
+
+# Who completes each kind of flow that comes back to /OAuth2 (see lib/entra/django.py).
+oauth2_callback = callback_view(
+    {
+        Purpose.SIGN_IN: SignInHandler,
+        Purpose.SIGNUP: SignupHandler,
+        Purpose.REAUTHORIZE: ReauthorizeHandler,
+    },
+    unknown_flow=account_views.unknown_flow,
+)
 
 urlpatterns = [
     path("", account_views.landing, name="landing"),

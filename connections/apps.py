@@ -5,4 +5,7 @@ class ConnectionsConfig(AppConfig):
     name = "connections"
 
     def ready(self) -> None:
-        from connections import checks  # noqa: F401 - registers the system checks
+        from connections import (
+            checks,  # noqa: F401 - registers the system checks
+            health,  # noqa: F401 - listens to accounts' signals
+        )

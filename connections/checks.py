@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core import checks
 
-from connections.crypto import validate_keys
+from lib.crypto import validate_keys
 
 
 @checks.register(checks.Tags.security)
@@ -13,8 +13,8 @@ def check_encryption_keys(app_configs, **kwargs) -> list[checks.CheckMessage]:
             problem,
             hint=(
                 "Set FIELD_ENCRYPTION_KEYS to one or more comma-separated Fernet keys, newest "
-                'first. Generate one with: python -c "from cryptography.fernet import Fernet; '
-                'print(Fernet.generate_key().decode())"'
+                'first. Generate one with: python -c "from lib.crypto import generate_key; '
+                'print(generate_key())"'
             ),
             id="connections.E001",
         )

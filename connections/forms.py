@@ -8,7 +8,7 @@ import uuid
 from django import forms
 from django.core.validators import URLValidator
 
-from connections.dynamics import ORG_URL_HELP, InvalidOrgUrl, normalize_org_url
+from lib.dynamics import ORG_URL_HELP, InvalidOrgUrl, normalize_org_url
 
 _GUID = re.compile(
     r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$"

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import override_settings
 
-from accounts import entra
 from entra_emulator.testing import run_emulator
+from lib import entra
 from tests.demo import DEMO_SEED, Demo
 from tests.network_guard import allow_local_port, guard_network
 
@@ -77,12 +77,49 @@ def demo(entra_emulator) -> Demo:
     return Demo.from_seed(org_url=entra_emulator.url)
 
 
-# --- Factories ------------------------------------------------------------------------------
+# --- People and accounts, made through the product ------------------------------------------
 
 
 @pytest.fixture
-def make_account(db, demo):
-    """Create an account as a finished signup would (see tests/factories.py)."""
-    from tests.factories import connected_account
+def person(db, emulator, demo):
+    """A factory of people: ``person(email)`` (the demo admin by default)."""
+    from tests.people import Person
 
-    return functools.partial(connected_account, demo)
+    return functools.partial(Person, demo)
+
+
+@pytest.fixture
+def visitor(person):
+    """The demo admin before signing up: signed in nowhere yet."""
+    return person()
+
+
+@pytest.fixture
+def admin(person):
+    """The demo admin, who signed up the account ``Contoso Ltd`` and is signed in to it."""
+    admin = person()
+    response = admin.sign_up()
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return admin
+
+
+@pytest.fixture
+def account(admin):
+    """The account the demo admin signed up."""
+    return admin.account
+
+
+@pytest.fixture
+def member(person, account, demo):
+    """The demo member, signed in to ``account`` (their first sign-in made them a member)."""
+    member = person(demo.member)
+    assert member.sign_in(account).status_code == 302
+    return member
+
+
+@pytest.fixture
+def other_account(person):
+    """A second account of the same tenant, signed up by its own admin in another browser."""
+    other = person()
+    assert other.sign_up(company_name="Other Co").status_code == 302
+    return other.account

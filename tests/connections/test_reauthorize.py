@@ -5,64 +5,30 @@ from __future__ import annotations
 import re
 import threading
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
-import requests
 from django.db import connection as db_connection
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import Account, AuditEvent, Membership
-from connections import crypto
+from accounts.models import AuditEvent, EntraApp, Membership
 from connections.models import DynamicsConnection, PendingAuthorization
-from entra_emulator.testing import sign_in
-from tests.journeys import follow_callback, sign_up
+from lib import crypto
+from tests.people import CONNECTIONS_URL
 
 pytestmark = pytest.mark.django_db
 
-CONNECTIONS_URL = "/settings/connections"
-
-
-class Admin:
-    """The demo admin after signup: signed in to the app and to the emulator."""
-
-    def __init__(self, demo) -> None:
-        self.demo = demo
-        self.client = Client()
-        self.browser = requests.Session()
-        sign_up(self.client, demo, browser=self.browser)
-        self.account = Account.objects.get()
-        self.connection = DynamicsConnection.objects.get(account=self.account)
-
-    def reauthorize_url(self) -> str:
-        return f"{CONNECTIONS_URL}/{self.connection.pk}/reauthorize"
-
-    def start(self, **fields) -> str:
-        data = {
-            "client_id": self.demo.client_id,
-            "client_secret": self.demo.second_client_secret,
-            "org_url": self.demo.org_url,
-            **fields,
-        }
-        response = self.client.post(self.reauthorize_url(), data)
-        assert response.status_code == 302, response.content.decode()[:2000]
-        return response["Location"]
-
-    def reauthorize(self, **fields):
-        """The whole re-authorization; returns the Connections page it ends on."""
-        redirect = sign_in(self.browser, self.start(**fields), self.demo.admin)
-        response = follow_callback(self.client, redirect)
-        assert response.status_code == 302 and response["Location"] == CONNECTIONS_URL
-        return self.client.get(CONNECTIONS_URL)
-
-
-@pytest.fixture
-def admin(emulator, demo) -> Admin:
-    return Admin(demo)
-
 
 def stored_row(connection: DynamicsConnection) -> dict:
-    return DynamicsConnection.objects.values().get(pk=connection.pk)
+    """The connection's row and its account's app row, as stored."""
+    return {
+        **DynamicsConnection.objects.values().get(pk=connection.pk),
+        **{
+            f"app_{k}": v
+            for k, v in EntraApp.objects.values().get(account=connection.account_id).items()
+        },
+    }
 
 
 def test_the_page_shows_the_dynamics_connection_and_its_health(admin, demo):
@@ -102,13 +68,14 @@ def test_reauthorizing_with_new_values_replaces_the_credentials(admin, demo):
     admin.connection.refresh_from_db()
     assert after["status"] == DynamicsConnection.Status.CONNECTED
     assert after["version"] == before["version"] + 1
-    assert after["secret_set_at"] > before["secret_set_at"]
+    assert after["app_credential_set_at"] > before["app_credential_set_at"]
     assert after["token_cache_encrypted"] != before["token_cache_encrypted"]
     secret = crypto.decrypt(
-        after["client_secret_encrypted"], context=admin.connection.secret_context()
+        after["app_credential_encrypted"],
+        context=admin.connection.account.entra_app.credential_context(),
     )
     assert secret.reveal() == demo.second_client_secret
-    assert str(after["secret_expires_on"]) == "2099-01-31"
+    assert str(after["app_credential_expires_on"]) == "2099-01-31"
     assert "was re-authorized and works" in page.content.decode()
     event = AuditEvent.objects.filter(action="reauthorize").get()
     assert event.outcome == AuditEvent.Outcome.SUCCESS
@@ -200,11 +167,11 @@ def test_an_org_in_another_tenant_is_refused(admin, emulator, demo):
 
 
 def test_a_replayed_callback_changes_nothing(admin, demo):
-    redirect = sign_in(admin.browser, admin.start(), demo.admin)
-    follow_callback(admin.client, redirect)
+    redirect = admin.at_microsoft(admin.start_reauthorization())
+    admin.follow(redirect)
     after_first = stored_row(admin.connection)
 
-    replay = follow_callback(admin.client, redirect)
+    replay = admin.follow(redirect)
 
     assert replay.status_code == 302 and replay["Location"] == CONNECTIONS_URL
     assert stored_row(admin.connection) == after_first
@@ -215,10 +182,10 @@ def test_a_replayed_callback_changes_nothing(admin, demo):
 
 def test_an_expired_pending_reauthorization_changes_nothing(admin, demo):
     before = stored_row(admin.connection)
-    redirect = sign_in(admin.browser, admin.start(), demo.admin)
+    redirect = admin.at_microsoft(admin.start_reauthorization())
     PendingAuthorization.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    follow_callback(admin.client, redirect)
+    admin.follow(redirect)
 
     assert stored_row(admin.connection) == before
     failure = AuditEvent.objects.get(action="reauthorize", outcome=AuditEvent.Outcome.FAILURE)
@@ -228,14 +195,14 @@ def test_an_expired_pending_reauthorization_changes_nothing(admin, demo):
 def test_a_re_authorization_link_older_than_its_lifetime_is_audited(
     admin, demo, settings, monkeypatch
 ):
-    from accounts import entra
+    from lib.entra import flows
 
     before = stored_row(admin.connection)
-    redirect = sign_in(admin.browser, admin.start(), demo.admin)
-    later = entra.time.time() + settings.AUTH_FLOW_TTL_MINUTES * 60 + 1
-    monkeypatch.setattr(entra.time, "time", lambda: later)
+    redirect = admin.at_microsoft(admin.start_reauthorization())
+    later = flows.time.time() + settings.AUTH_FLOW_TTL_MINUTES * 60 + 1
+    monkeypatch.setattr(flows.time, "time", lambda: later)
 
-    response = follow_callback(admin.client, redirect)
+    response = admin.follow(redirect)
 
     assert response["Location"] == CONNECTIONS_URL
     assert stored_row(admin.connection) == before
@@ -248,11 +215,11 @@ def test_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin,
     pending row claimed and leaves it to the first."""
     from connections.models import PendingAuthorization as Pending
 
-    redirect = sign_in(admin.browser, admin.start(), demo.admin)
+    redirect = admin.at_microsoft(admin.start_reauthorization())
     Pending.objects.update(consumed_at=timezone.now())  # the first request has claimed it
     before = stored_row(admin.connection)
 
-    follow_callback(admin.client, redirect)
+    admin.follow(redirect)
 
     assert stored_row(admin.connection) == before
     assert Pending.objects.count() == 1  # still the first request's to finish
@@ -261,12 +228,12 @@ def test_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin,
 
 def test_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):
     """Start A, start B, finish B, finish A: A must not overwrite B's credentials."""
-    redirect_a = sign_in(admin.browser, admin.start(), demo.admin)
-    redirect_b = sign_in(admin.browser, admin.start(), demo.admin)
-    follow_callback(admin.client, redirect_b)
+    redirect_a = admin.at_microsoft(admin.start_reauthorization())
+    redirect_b = admin.at_microsoft(admin.start_reauthorization())
+    admin.follow(redirect_b)
     after_b = stored_row(admin.connection)
 
-    follow_callback(admin.client, redirect_a)
+    admin.follow(redirect_a)
 
     assert stored_row(admin.connection) == after_b
     page = admin.client.get(CONNECTIONS_URL).content.decode()
@@ -278,12 +245,14 @@ def test_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):
     reason="SQLite has no row locks and one writer at a time; CI runs this on PostgreSQL.",
 )
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_reauthorizations_leave_one_consistent_winner(emulator, demo):
-    admin = Admin(demo)
+def test_two_concurrent_reauthorizations_leave_one_consistent_winner(person):
+    admin = person()
+    assert admin.sign_up().status_code == 302
+    demo = admin.demo
     clients = [admin.client, Client()]
     clients[1].cookies = admin.client.cookies  # the same admin, two tabs
     redirects = [
-        sign_in(admin.browser, admin.start(client_secret=s), demo.admin)
+        admin.at_microsoft(admin.start_reauthorization(client_secret=s))
         for s in (demo.client_secret, demo.second_client_secret)
     ]
     barrier = threading.Barrier(2)
@@ -292,7 +261,8 @@ def test_two_concurrent_reauthorizations_leave_one_consistent_winner(emulator, d
     def finish(client: Client, redirect: str) -> None:
         barrier.wait()
         try:
-            outcomes.append(follow_callback(client, redirect).status_code)
+            parts = urlsplit(redirect)
+            outcomes.append(client.get(f"{parts.path}?{parts.query}").status_code)
         finally:
             db_connection.close()
 
@@ -308,19 +278,16 @@ def test_two_concurrent_reauthorizations_leave_one_consistent_winner(emulator, d
     events = AuditEvent.objects.filter(action="reauthorize")
     assert sorted(events.values_list("outcome", flat=True)) == ["failure", "success"]
     row = stored_row(admin.connection)
-    assert row["version"] == 2
+    assert (row["version"], row["app_version"]) == (2, 2)
     winner = crypto.decrypt(
-        row["client_secret_encrypted"], context=admin.connection.secret_context()
+        row["app_credential_encrypted"],
+        context=admin.connection.account.entra_app.credential_context(),
     ).reveal()
     assert winner in (demo.client_secret, demo.second_client_secret)
     crypto.decrypt(row["token_cache_encrypted"], context=admin.connection.token_cache_context())
 
 
-def test_a_member_gets_a_plain_403_on_every_connections_url(admin, emulator, demo):
-    member = Client()
-    browser = requests.Session()
-    response = member.post(f"/business/{admin.account.account_id}/signin")
-    follow_callback(member, sign_in(browser, response["Location"], demo.member))
+def test_a_member_gets_a_plain_403_on_every_connections_url(admin, member):
     before = stored_row(admin.connection)
 
     for method, url in [
@@ -330,15 +297,15 @@ def test_a_member_gets_a_plain_403_on_every_connections_url(admin, emulator, dem
         ("post", f"{CONNECTIONS_URL}/{admin.connection.pk}/test"),
         ("post", f"{CONNECTIONS_URL}/{admin.connection.pk}/secret-expiry"),
     ]:
-        response = getattr(member, method)(url)
+        response = getattr(member.client, method)(url)
         assert response.status_code == 403, url
         assert "Admins only" in response.content.decode()
     assert stored_row(admin.connection) == before
 
 
-def test_another_accounts_connection_is_404(admin, demo, make_account):
-    other = make_account("Other Co")
-    other_connection = DynamicsConnection.objects.get(account=other)
+def test_another_accounts_connection_is_404(admin, other_account):
+    other_connection = DynamicsConnection.objects.get(account=other_account)
+    other_app = EntraApp.objects.get(account=other_account)
 
     for method in ("get", "post"):
         url = f"{CONNECTIONS_URL}/{other_connection.pk}/reauthorize"
@@ -346,8 +313,8 @@ def test_another_accounts_connection_is_404(admin, demo, make_account):
     assert admin.client.post(f"{CONNECTIONS_URL}/{other_connection.pk}/test").status_code == 404
     expiry_url = f"{CONNECTIONS_URL}/{other_connection.pk}/secret-expiry"
     assert admin.client.post(expiry_url, {"secret_expires_on": "2030-01-01"}).status_code == 404
-    other_connection.refresh_from_db()
-    assert other_connection.secret_expires_on is None
+    other_app.refresh_from_db()
+    assert other_app.credential_expires_on is None
 
 
 def test_the_reauthorize_form_requires_csrf_and_post(admin):
@@ -377,27 +344,27 @@ def test_a_bad_value_is_explained_and_the_secret_is_not_echoed(admin, demo):
 
 
 def test_the_callback_of_another_admin_is_refused(admin, demo):
-    redirect = sign_in(admin.browser, admin.start(), demo.admin)
+    redirect = admin.at_microsoft(admin.start_reauthorization())
     Membership.objects.filter(account=admin.account).update(role=Membership.Role.MEMBER)
     before = stored_row(admin.connection)
 
-    follow_callback(admin.client, redirect)
+    admin.follow(redirect)
 
     assert stored_row(admin.connection) == before
 
 
 def test_the_secret_expiry_warning_appears_30_days_before(admin):
     soon = timezone.localdate() + timedelta(days=12)
-    DynamicsConnection.objects.update(secret_expires_on=soon)
+    EntraApp.objects.update(credential_expires_on=soon)
     text = admin.client.get(CONNECTIONS_URL).content.decode()
     assert "The client secret expires on" in text and "(in 12 days)" in text
 
-    DynamicsConnection.objects.update(secret_expires_on=soon + timedelta(days=60))
+    EntraApp.objects.update(credential_expires_on=soon + timedelta(days=60))
     text = admin.client.get(CONNECTIONS_URL).content.decode()
     assert "The client secret expires on" not in text
     assert "Secret expires on" in text
 
-    DynamicsConnection.objects.update(secret_expires_on=timezone.localdate() - timedelta(days=1))
+    EntraApp.objects.update(credential_expires_on=timezone.localdate() - timedelta(days=1))
     assert "The client secret expired on" in admin.client.get(CONNECTIONS_URL).content.decode()
 
 
@@ -415,7 +382,7 @@ def test_the_page_shows_the_last_20_audit_events_and_no_secret(admin, demo):
     assert "event number 24" in text and "event number 5" in text
     assert "event number 4<" not in text
     assert demo.client_secret not in text
-    assert admin.connection.client_secret_encrypted not in text
+    assert admin.connection.account.entra_app.credential_encrypted not in text
 
 
 def test_the_connections_page_makes_a_bounded_number_of_queries(
@@ -440,31 +407,31 @@ def test_an_admin_records_the_current_secrets_expiry_without_reauthorizing(admin
     ).content.decode()
 
     after = stored_row(admin.connection)
-    assert after["secret_expires_on"] == soon
-    assert after["client_secret_encrypted"] == before["client_secret_encrypted"]
+    assert after["app_credential_expires_on"] == soon
+    assert after["app_credential_encrypted"] == before["app_credential_encrypted"]
     assert after["version"] == before["version"]
     assert "expiry date was saved" in page and "(in 10 days)" in page
     assert AuditEvent.objects.filter(action="secret_expiry").exists()
 
 
 def test_an_expiry_date_for_a_connection_reauthorized_meanwhile_is_not_saved(admin, demo):
-    shown = DynamicsConnection.objects.get(pk=admin.connection.pk)
+    shown = EntraApp.objects.select_related("account").get(account=admin.account)
     admin.reauthorize()  # version 2 now: a new secret
 
-    from connections.services import connection_set_secret_expiry
+    from accounts.services import entra_app_set_credential_expiry
 
-    saved = connection_set_secret_expiry(
-        connection=shown,
+    saved = entra_app_set_credential_expiry(
+        app=shown,
         expires_on=timezone.localdate(),
         actor=shown.account.memberships.get().user,
     )
 
     assert not saved
-    assert stored_row(admin.connection)["secret_expires_on"] is None
+    assert stored_row(admin.connection)["app_credential_expires_on"] is None
 
 
 def test_the_modal_leaves_the_expiry_date_empty_for_the_new_secret(admin):
-    DynamicsConnection.objects.update(secret_expires_on=timezone.localdate() + timedelta(days=5))
+    EntraApp.objects.update(credential_expires_on=timezone.localdate() + timedelta(days=5))
 
     modal = admin.client.get(admin.reauthorize_url()).content.decode()
 

@@ -6,15 +6,13 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 from django.db import connection as db_connection
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import Account, AuditEvent, Membership, User
+from accounts.models import Account, AuditEvent, EntraApp, Membership, User
 from connections.models import DynamicsConnection, PendingAuthorization
-from entra_emulator.testing import sign_in
-from tests.journeys import SIGNUP_URL, follow_callback, sign_up, signup_form, submit_signup
+from tests.people import SIGNUP_URL, signup_form
 
 pytestmark = pytest.mark.django_db
 
@@ -28,21 +26,21 @@ def nothing_was_created() -> bool:
     )
 
 
-def test_signup_creates_the_account_its_connection_and_its_first_admin(emulator, demo, client):
-    response = sign_up(client, demo)
+def test_signup_creates_the_account_its_connection_and_its_first_admin(emulator, demo, visitor):
+    response = visitor.sign_up()
 
     account = Account.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/business/{account.account_id}/welcome"
     assert account.company_name == "Contoso Ltd"
     assert account.phone == "+14255550100"
-    assert account.tenant_id == demo.tenant_id
+    app = EntraApp.objects.get(account=account)
+    assert (app.client_id, app.tenant_id) == (demo.client_id, demo.tenant_id)
+    assert app.credentials().client_secret.reveal() == demo.client_secret
     connection = DynamicsConnection.objects.get(account=account)
     assert connection.status == DynamicsConnection.Status.CONNECTED
-    assert connection.client_id == demo.client_id
     assert connection.org_url == demo.org_url
     assert connection.connected_as == demo.admin
-    assert connection.tenant_id == demo.tenant_id
     assert connection.last_verified_at is not None
     membership = Membership.objects.get(account=account)
     assert membership.role == Membership.Role.ADMIN
@@ -53,9 +51,9 @@ def test_signup_creates_the_account_its_connection_and_its_first_admin(emulator,
     assert [e["status"] for e in whoami] == [200]
 
 
-def test_the_welcome_page_shows_the_account_id_and_the_sign_in_url(emulator, demo, client):
-    response = sign_up(client, demo)
-    page = client.get(response["Location"])
+def test_the_welcome_page_shows_the_account_id_and_the_sign_in_url(emulator, demo, visitor):
+    response = visitor.sign_up()
+    page = visitor.client.get(response["Location"])
 
     account = Account.objects.get()
     assert page.status_code == 200
@@ -64,32 +62,34 @@ def test_the_welcome_page_shows_the_account_id_and_the_sign_in_url(emulator, dem
     assert f"http://testserver/business/{account.account_id}" in text
 
 
-def test_the_user_is_signed_in_with_a_new_session_key(emulator, demo, client):
-    authorize_url = submit_signup(client, demo)
-    key_before = client.session.session_key
-    follow_callback(client, sign_in(requests.Session(), authorize_url, demo.admin))
+def test_the_user_is_signed_in_with_a_new_session_key(emulator, demo, visitor):
+    authorize_url = visitor.submit_signup()
+    key_before = visitor.client.session.session_key
+    visitor.follow(visitor.at_microsoft(authorize_url))
 
-    assert client.session.session_key != key_before
-    assert int(client.session["_auth_user_id"]) == User.objects.get().pk
+    assert visitor.client.session.session_key != key_before
+    assert int(visitor.client.session["_auth_user_id"]) == User.objects.get().pk
 
 
-def test_the_secret_is_stored_encrypted_and_never_shown(emulator, demo, client):
-    pages = [client.get(SIGNUP_URL)]
-    response = sign_up(client, demo)
-    pages += [response, client.get(response["Location"])]
+def test_the_secret_is_stored_encrypted_and_never_shown(emulator, demo, visitor):
+    pages = [visitor.client.get(SIGNUP_URL)]
+    response = visitor.sign_up()
+    pages += [response, visitor.client.get(response["Location"])]
 
     with db_connection.cursor() as cursor:
         cursor.execute("SELECT * FROM connections_dynamicsconnection")
         row_dump = repr(cursor.fetchall())
+        cursor.execute("SELECT * FROM accounts_entraapp")
+        row_dump += repr(cursor.fetchall())
     assert demo.client_secret not in row_dump
     assert "RefreshToken" not in row_dump
     for page in pages:
         assert demo.client_secret not in page.content.decode()
 
 
-def test_the_account_id_is_random_and_url_safe(emulator, demo, client):
-    sign_up(client, demo)
-    sign_up(Client(), demo, company_name="Contoso Two")
+def test_the_account_id_is_random_and_url_safe(person, emulator, demo, visitor):
+    visitor.sign_up()
+    person().sign_up(company_name="Contoso Two")
 
     first, second = Account.objects.order_by("id")
     assert first.account_id != second.account_id
@@ -99,9 +99,9 @@ def test_the_account_id_is_random_and_url_safe(emulator, demo, client):
 
 
 def test_the_redirect_goes_to_the_organizations_authority_with_the_dynamics_scope(
-    emulator, demo, client
+    emulator, demo, visitor
 ):
-    authorize_url = submit_signup(client, demo)
+    authorize_url = visitor.submit_signup()
 
     parts = urlsplit(authorize_url)
     assert parts.path == "/organizations/oauth2/v2.0/authorize"
@@ -111,8 +111,8 @@ def test_the_redirect_goes_to_the_organizations_authority_with_the_dynamics_scop
     assert "redirect_uri=http%3A%2F%2Ftestserver%2FOAuth2&" in parts.query
 
 
-def test_the_signup_page_lists_the_two_redirect_urls_to_register(client, entra_emulator):
-    text = client.get(SIGNUP_URL).content.decode()
+def test_the_signup_page_lists_the_two_redirect_urls_to_register(visitor, entra_emulator):
+    text = visitor.client.get(SIGNUP_URL).content.decode()
 
     assert "http://testserver/OAuth2</code>" in text
     assert "http://testserver/OAuth2?identityOnly=true</code>" in text
@@ -152,9 +152,9 @@ def test_the_signup_page_lists_the_two_redirect_urls_to_register(client, entra_e
     ],
 )
 def test_a_bad_field_is_explained_next_to_it_and_nothing_starts(
-    entra_emulator, demo, client, field, value, message
+    entra_emulator, demo, visitor, field, value, message
 ):
-    response = client.post(SIGNUP_URL, signup_form(demo, **{field: value}))
+    response = visitor.client.post(SIGNUP_URL, signup_form(demo, **{field: value}))
 
     assert response.status_code == 200
     text = response.content.decode()
@@ -164,9 +164,9 @@ def test_a_bad_field_is_explained_next_to_it_and_nothing_starts(
     assert not PendingAuthorization.objects.exists()
 
 
-def test_a_good_org_url_is_normalised(emulator, demo, client, settings):
+def test_a_good_org_url_is_normalised(emulator, demo, visitor, settings):
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
-    response = client.post(
+    response = visitor.client.post(
         SIGNUP_URL, signup_form(demo, org_url=" https://Contoso.CRM4.dynamics.com/ ")
     )
 
@@ -175,20 +175,20 @@ def test_a_good_org_url_is_normalised(emulator, demo, client, settings):
 
 
 def test_the_emulator_origin_is_refused_without_the_development_allow_list(
-    entra_emulator, demo, client, settings
+    entra_emulator, demo, visitor, settings
 ):
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
 
-    response = client.post(SIGNUP_URL, signup_form(demo))
+    response = visitor.client.post(SIGNUP_URL, signup_form(demo))
 
     assert response.status_code == 200
     assert "not an IP address or localhost" in response.content.decode()
 
 
-def test_html_in_the_company_name_is_escaped_and_non_ascii_is_kept(emulator, demo, client):
+def test_html_in_the_company_name_is_escaped_and_non_ascii_is_kept(emulator, demo, visitor):
     name = "Ünïcødé <script>alert(1)</script> 株式会社"
-    response = sign_up(client, demo, company_name=name)
-    page = client.get(response["Location"]).content.decode()
+    response = visitor.sign_up(company_name=name)
+    page = visitor.client.get(response["Location"]).content.decode()
 
     assert Account.objects.get().company_name == name
     assert "<script>alert(1)</script>" not in page
@@ -203,18 +203,18 @@ def test_the_form_requires_a_csrf_token(entra_emulator, demo):
     assert not PendingAuthorization.objects.exists()
 
 
-def test_the_pending_signup_holds_the_secret_encrypted_until_the_callback(emulator, demo, client):
-    submit_signup(client, demo)
+def test_the_pending_signup_holds_the_secret_encrypted_until_the_callback(emulator, demo, visitor):
+    visitor.submit_signup()
 
     pending = PendingAuthorization.objects.get()
     assert demo.client_secret not in pending.client_secret_encrypted
     assert pending.expires_at - timezone.now() <= timedelta(minutes=15)
 
 
-def assert_back_on_the_form_with(client, response, demo, message: str) -> str:
+def assert_back_on_the_form_with(someone, response, demo, message: str) -> str:
     assert response.status_code == 302
     assert response["Location"] == SIGNUP_URL
-    page = client.get(SIGNUP_URL).content.decode()
+    page = someone.client.get(SIGNUP_URL).content.decode()
     assert message in page
     assert 'value="Contoso Ltd"' in page
     assert f'value="{demo.client_id}"' in page
@@ -223,10 +223,10 @@ def assert_back_on_the_form_with(client, response, demo, message: str) -> str:
     return page
 
 
-def test_cancelling_at_consent_is_told_apart_and_creates_nothing(emulator, demo, client):
-    response = sign_up(client, demo, accept=False)
+def test_cancelling_at_consent_is_told_apart_and_creates_nothing(emulator, demo, visitor):
+    response = visitor.sign_up(accept=False)
 
-    page = assert_back_on_the_form_with(client, response, demo, "You cancelled")
+    page = assert_back_on_the_form_with(visitor, response, demo, "You cancelled")
     assert "Signup cancelled" in page
 
 
@@ -243,30 +243,30 @@ def test_cancelling_at_consent_is_told_apart_and_creates_nothing(emulator, demo,
     ],
 )
 def test_an_entra_error_at_the_token_endpoint_is_explained_on_the_form(
-    emulator, demo, client, aadsts, message
+    emulator, demo, visitor, aadsts, message
 ):
     emulator.fault(endpoint="token", aadsts=aadsts)
 
-    response = sign_up(client, demo)
+    response = visitor.sign_up()
 
-    page = assert_back_on_the_form_with(client, response, demo, message)
+    page = assert_back_on_the_form_with(visitor, response, demo, message)
     assert "Signup did not go through" in page
     assert f"Reference for support: AADSTS{aadsts}" in page
     assert f'href="{emulator.browser_url}/error?code={aadsts}"' in page
 
 
-def test_a_wrong_client_secret_is_explained(emulator, demo, client):
-    response = sign_up(client, demo, client_secret="Wrong~secret-value-0123456789")
+def test_a_wrong_client_secret_is_explained(emulator, demo, visitor):
+    response = visitor.sign_up(client_secret="Wrong~secret-value-0123456789")
 
-    assert_back_on_the_form_with(client, response, demo, "Microsoft rejected the Client Secret")
+    assert_back_on_the_form_with(visitor, response, demo, "Microsoft rejected the Client Secret")
 
 
-def test_a_user_not_assigned_to_the_app_is_told_what_to_ask_for(emulator, demo, client):
+def test_a_user_not_assigned_to_the_app_is_told_what_to_ask_for(emulator, demo, visitor):
     emulator.fault(endpoint="authorize", aadsts=50105)
 
-    response = sign_up(client, demo)
+    response = visitor.sign_up()
 
-    assert_back_on_the_form_with(client, response, demo, "not assigned to this application")
+    assert_back_on_the_form_with(visitor, response, demo, "not assigned to this application")
 
 
 @pytest.mark.parametrize(
@@ -276,16 +276,16 @@ def test_a_user_not_assigned_to_the_app_is_told_what_to_ask_for(emulator, demo, 
         ({"delay": 1.5}, "Dynamics 365 did not answer in time"),
     ],
 )
-def test_a_failing_whoami_creates_nothing(emulator, demo, client, settings, fault, message):
+def test_a_failing_whoami_creates_nothing(emulator, demo, visitor, settings, fault, message):
     settings.DYNAMICS_HTTP_TIMEOUT = 0.5
     emulator.fault(endpoint="whoami", **fault)
 
-    response = sign_up(client, demo)
+    response = visitor.sign_up()
 
-    assert_back_on_the_form_with(client, response, demo, message)
+    assert_back_on_the_form_with(visitor, response, demo, message)
 
 
-def test_a_user_who_is_not_in_the_dynamics_org_is_told_so(emulator, demo, client):
+def test_a_user_who_is_not_in_the_dynamics_org_is_told_so(person, emulator, demo, visitor):
     emulator.seed(
         {
             "tenants": [
@@ -305,28 +305,29 @@ def test_a_user_who_is_not_in_the_dynamics_org_is_told_so(emulator, demo, client
         }
     )
 
-    response = sign_up(client, demo, email="newhire@contoso.onmicrosoft.com")
+    newhire = person("newhire@contoso.onmicrosoft.com")
+    response = newhire.sign_up()
 
-    assert_back_on_the_form_with(client, response, demo, "not a user of this Dynamics 365 org")
+    assert_back_on_the_form_with(newhire, response, demo, "not a user of this Dynamics 365 org")
 
 
-def test_an_unreachable_entra_id_creates_nothing(emulator, demo, client, settings):
+def test_an_unreachable_entra_id_creates_nothing(emulator, demo, visitor, settings):
     settings.ENTRA_HTTP_TIMEOUT = 0.5
     emulator.fault(endpoint="token", delay=1.5)
 
-    response = sign_up(client, demo)
+    response = visitor.sign_up()
 
-    assert_back_on_the_form_with(client, response, demo, "did not answer in time")
+    assert_back_on_the_form_with(visitor, response, demo, "did not answer in time")
 
 
 def test_a_replayed_callback_creates_nothing_twice_and_says_the_link_was_used(
-    emulator, demo, client
+    emulator, demo, visitor
 ):
-    authorize_url = submit_signup(client, demo)
-    redirect = sign_in(requests.Session(), authorize_url, demo.admin)
-    follow_callback(client, redirect)
+    authorize_url = visitor.submit_signup()
+    redirect = visitor.at_microsoft(authorize_url)
+    visitor.follow(redirect)
 
-    replay = follow_callback(client, redirect)
+    replay = visitor.follow(redirect)
 
     assert replay.status_code == 400
     assert "already used" in replay.content.decode()
@@ -334,52 +335,52 @@ def test_a_replayed_callback_creates_nothing_twice_and_says_the_link_was_used(
     assert len([e for e in emulator.log() if e["endpoint"] == "token"]) == 1
 
 
-def test_an_expired_pending_signup_asks_to_start_again(emulator, demo, client):
-    authorize_url = submit_signup(client, demo)
-    redirect = sign_in(requests.Session(), authorize_url, demo.admin)
+def test_an_expired_pending_signup_asks_to_start_again(emulator, demo, visitor):
+    authorize_url = visitor.submit_signup()
+    redirect = visitor.at_microsoft(authorize_url)
     PendingAuthorization.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    response = follow_callback(client, redirect)
+    response = visitor.follow(redirect)
 
-    assert_back_on_the_form_with(client, response, demo, "expired")
+    assert_back_on_the_form_with(visitor, response, demo, "expired")
     assert not [e for e in emulator.log() if e["endpoint"] == "token"]
 
 
 def test_the_same_tenant_may_sign_up_twice_and_is_pointed_at_its_first_account(
-    emulator, demo, client
+    person, emulator, demo, visitor
 ):
-    sign_up(client, demo, company_name="Contoso Marketing")
-    second_client = Client()
-    response = sign_up(second_client, demo, company_name="Contoso Sales")
+    visitor.sign_up(company_name="Contoso Marketing")
+    second = person()
+    response = second.sign_up(company_name="Contoso Sales")
 
     assert Account.objects.count() == 2
-    page = second_client.get(response["Location"]).content.decode()
+    page = second.client.get(response["Location"]).content.decode()
     first = Account.objects.get(company_name="Contoso Marketing")
     assert "already had an account" in page
     assert f"http://testserver/business/{first.account_id}</code>" in page
 
 
 def test_the_callback_makes_a_bounded_number_of_queries(
-    emulator, demo, client, django_assert_max_num_queries
+    emulator, demo, visitor, django_assert_max_num_queries
 ):
-    authorize_url = submit_signup(client, demo)
-    redirect = sign_in(requests.Session(), authorize_url, demo.admin)
+    authorize_url = visitor.submit_signup()
+    redirect = visitor.at_microsoft(authorize_url)
 
     # A constant: pending lookup and lock, the tenant's other accounts, five inserts, one
     # delete, savepoints, and the session key rotation of the sign-in.
     with django_assert_max_num_queries(30):
-        response = follow_callback(client, redirect)
+        response = visitor.follow(redirect)
     assert response.status_code == 302
 
 
-def test_a_doubled_callback_leaves_the_pending_signup_to_the_first_request(emulator, demo, client):
-    authorize_url = submit_signup(client, demo)
-    redirect = sign_in(requests.Session(), authorize_url, demo.admin)
+def test_a_doubled_callback_leaves_the_pending_signup_to_the_first_request(emulator, demo, visitor):
+    authorize_url = visitor.submit_signup()
+    redirect = visitor.at_microsoft(authorize_url)
     PendingAuthorization.objects.update(consumed_at=timezone.now())  # claimed by request one
 
-    response = follow_callback(client, redirect)
+    response = visitor.follow(redirect)
 
     assert response["Location"] == SIGNUP_URL
-    assert "already being completed" in client.get(SIGNUP_URL).content.decode()
+    assert "already being completed" in visitor.client.get(SIGNUP_URL).content.decode()
     assert PendingAuthorization.objects.count() == 1
     assert not Account.objects.exists()

@@ -6,19 +6,15 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
-from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from accounts.models import Account, AuditEvent
-from connections import crypto
+from accounts.models import Account, AuditEvent, EntraApp
+from connections.health import connection_check
 from connections.models import DynamicsConnection
-from connections.services import connection_check
-from entra_emulator.testing import sign_in
-from tests.journeys import follow_callback, sign_up, submit_signup
+from lib import crypto
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +24,7 @@ SHORT_LIFETIME = 120
 
 
 @pytest.fixture
-def connection(emulator, demo, client) -> DynamicsConnection:
-    sign_up(client, demo)
+def connection(account) -> DynamicsConnection:
     return DynamicsConnection.objects.select_related("account").get()
 
 
@@ -50,9 +45,9 @@ def test_a_fresh_token_is_used_from_the_cache_without_any_request(connection, em
     assert connection.token_cache_encrypted == cache_before
 
 
-def test_an_expired_token_is_refreshed_once_and_the_cache_saved(emulator, demo, client):
+def test_an_expired_token_is_refreshed_once_and_the_cache_saved(emulator, demo, visitor):
     emulator.config(access_token_lifetime=SHORT_LIFETIME)
-    sign_up(client, demo)
+    visitor.sign_up()
     connection = DynamicsConnection.objects.select_related("account").get()
     cache_before = connection.token_cache_encrypted
     verified_before = connection.last_verified_at
@@ -68,10 +63,10 @@ def test_an_expired_token_is_refreshed_once_and_the_cache_saved(emulator, demo, 
 
 
 def test_a_revoked_refresh_token_marks_the_connection_needs_reauthentication(
-    emulator, demo, client
+    emulator, demo, visitor
 ):
     emulator.config(access_token_lifetime=SHORT_LIFETIME)
-    sign_up(client, demo)
+    visitor.sign_up()
     connection = DynamicsConnection.objects.select_related("account").get()
     emulator.revoke(demo.admin)
 
@@ -113,7 +108,7 @@ def test_dynamics_being_down_is_an_error_not_a_reauthentication(connection, emul
 
 
 def test_a_token_cache_no_key_opens_needs_reauthentication(connection, settings):
-    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_key()]
 
     result = connection_check(connection=connection)
 
@@ -122,8 +117,8 @@ def test_a_token_cache_no_key_opens_needs_reauthentication(connection, settings)
     assert connection.status == DynamicsConnection.Status.NEEDS_REAUTH
 
 
-def test_the_test_connection_button_shows_the_result_and_records_it(connection, client):
-    response = client.post(f"/settings/connections/{connection.pk}/test", follow=True)
+def test_the_test_connection_button_shows_the_result_and_records_it(connection, admin):
+    response = admin.client.post(f"/settings/connections/{connection.pk}/test", follow=True)
 
     assert "Connection test passed" in response.content.decode()
     assert AuditEvent.objects.filter(action="connection_test", outcome="success").exists()
@@ -160,7 +155,7 @@ class TestCheckConnectionsCommand:
 class TestRotateEncryptionKeysCommand:
     def test_after_rotation_the_old_key_can_be_removed(self, connection, settings, capsys):
         old_key = settings.FIELD_ENCRYPTION_KEYS[0]
-        new_key = Fernet.generate_key().decode()
+        new_key = crypto.generate_key()
         settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
 
         call_command("rotate_encryption_keys")
@@ -172,20 +167,19 @@ class TestRotateEncryptionKeysCommand:
         assert "Re-encrypted 0 value(s); 2 already" in second
         settings.FIELD_ENCRYPTION_KEYS = [new_key]
         connection.refresh_from_db()
-        assert crypto.decrypt(
-            connection.client_secret_encrypted, context=connection.secret_context()
-        )
+        app = connection.account.entra_app
+        assert crypto.decrypt(app.credential_encrypted, context=app.credential_context())
         assert connection_check(connection=connection).ok
 
     def test_a_value_no_key_opens_is_reported_and_marked(self, connection, settings, capsys):
-        settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+        settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_key()]
 
         call_command("rotate_encryption_keys")
 
         captured = capsys.readouterr()
         assert "2 could not be decrypted" in captured.out
         assert connection.account.account_id in captured.err
-        assert "client_secret_encrypted" in captured.err
+        assert "client secret cannot be decrypted" in captured.err
         connection.refresh_from_db()
         assert connection.status == DynamicsConnection.Status.NEEDS_REAUTH
 
@@ -201,6 +195,8 @@ class TestNoSecretLeaks:
             "/admin/accounts/account/",
             f"/admin/accounts/account/{connection.account.pk}/change/",
             "/admin/accounts/auditevent/",
+            "/admin/accounts/entraapp/",
+            f"/admin/accounts/entraapp/{connection.account.entra_app.pk}/change/",
             "/admin/accounts/user/",
         ]
         for url in pages:
@@ -208,34 +204,45 @@ class TestNoSecretLeaks:
             text = response.content.decode()
             assert response.status_code == 200, url
             assert demo.client_secret not in text, url
-            assert connection.client_secret_encrypted not in text, url
+            assert connection.account.entra_app.credential_encrypted not in text, url
             assert connection.token_cache_encrypted[:40] not in text, url
         assert "never shown" in client.get(pages[1]).content.decode()
+        assert "never shown" in client.get(pages[6]).content.decode()
 
     def test_the_admin_cannot_edit_credentials(self, connection):
         operator = get_user_model().objects.create_superuser("operator", "op@example.com", "pw")
         client = Client()
         client.force_login(operator)
-        before = DynamicsConnection.objects.values().get(pk=connection.pk)
+        app = connection.account.entra_app
+        before = (
+            DynamicsConnection.objects.values().get(pk=connection.pk),
+            EntraApp.objects.values().get(pk=app.pk),
+        )
 
         client.post(
             f"/admin/connections/dynamicsconnection/{connection.pk}/change/",
-            {"client_secret_encrypted": "x", "client_id": "y", "org_url": "https://evil.example"},
+            {"token_cache_encrypted": "x", "org_url": "https://evil.example"},
+        )
+        client.post(
+            f"/admin/accounts/entraapp/{app.pk}/change/",
+            {"credential_encrypted": "x", "client_id": "y"},
         )
 
-        assert DynamicsConnection.objects.values().get(pk=connection.pk) == before
+        assert (
+            DynamicsConnection.objects.values().get(pk=connection.pk),
+            EntraApp.objects.values().get(pk=app.pk),
+        ) == before
 
-    def test_no_secret_code_or_token_reaches_any_log_record(self, emulator, demo, caplog):
+    def test_no_secret_code_or_token_reaches_any_log_record(self, emulator, demo, person, caplog):
         caplog.set_level("DEBUG")
         emulator.config(access_token_lifetime=SHORT_LIFETIME)
-        client = Client()
-        browser = requests.Session()
-        redirect = sign_in(browser, submit_signup(client, demo), demo.admin)
+        admin = person()
+        redirect = admin.at_microsoft(admin.submit_signup())
         code = parse_qs(urlsplit(redirect).query)["code"][0]
-        follow_callback(client, redirect)
+        admin.follow(redirect)
         connection = DynamicsConnection.objects.select_related("account").get()
         connection_check(connection=connection)
-        sign_up(Client(), demo, client_secret="Wrong~secret-value-0123456789ab")
+        person().sign_up(client_secret="Wrong~secret-value-0123456789ab")
 
         cache = crypto.decrypt(
             connection.token_cache_encrypted, context=connection.token_cache_context()
@@ -251,20 +258,20 @@ class TestNoSecretLeaks:
             "Wrong~secret",
             code,
             *tokens,
-            connection.client_secret_encrypted,
+            connection.account.entra_app.credential_encrypted,
         ]:
             assert needle not in logged
         assert Account.objects.count() == 1
 
 
 def test_check_connections_goes_on_after_an_unexpected_error(
-    connection, make_account, monkeypatch, capsys
+    connection, other_account, monkeypatch, capsys
 ):
-    from connections import services
+    from connections import health
     from connections.management.commands import check_connections
 
-    other = DynamicsConnection.objects.get(account=make_account("Other Co"))
-    real_check = services.connection_check
+    other = DynamicsConnection.objects.get(account=other_account)
+    real_check = health.connection_check
 
     def check(*, connection):
         if connection.pk == other.pk:

@@ -54,8 +54,8 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from accounts import entra
 from entra_emulator.testing import RunningEmulator, run_emulator
+from lib import entra
 from tests.demo import DEMO_SEED, Demo
 from tests.e2e.browser import (
     CHROMIUM,
@@ -188,6 +188,16 @@ def page(request: pytest.FixtureRequest, chromium, e2e_stack, e2e_settings) -> I
             "The journey showed these pages without checking them with run_axe(page):\n"
             + "\n".join(f"- {url}" for url in unchecked)
         )
+
+
+@pytest.fixture
+def account(demo):
+    """An account the demo admin signed up (outside this journey's browser)."""
+    from tests.people import Person
+
+    admin = Person(demo)
+    assert admin.sign_up().status_code == 302
+    return admin.account
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from accounts.models import Account, AuditEvent
-from connections.models import DynamicsConnection
+from accounts.models import Account, AuditEvent, EntraApp
 from tests.e2e.browser import run_axe
 
 pytestmark = pytest.mark.e2e
@@ -40,23 +39,23 @@ def test_an_admin_reauthorizes_after_a_wrong_secret_without_losing_the_connectio
 ):
     page = signed_in_admin
     open_connections(page)
-    connection = DynamicsConnection.objects.get()
-    set_on_before = connection.secret_set_at
+    app = EntraApp.objects.get()
+    set_on_before = app.credential_set_at
     events_before = AuditEvent.objects.count()
 
     reauthorize_in_modal(page, client_secret="Wrong~secret-value-0123456789abcd")
 
     expect(page.get_by_role("status")).to_contain_text("Microsoft rejected the Client Secret")
     expect(page.locator(".connection-head").get_by_text("Connected", exact=True)).to_be_visible()
-    connection.refresh_from_db()
-    assert connection.secret_set_at == set_on_before
+    app.refresh_from_db()
+    assert app.credential_set_at == set_on_before
 
     reauthorize_in_modal(page, client_secret=demo.second_client_secret)
 
     expect(page.get_by_role("status")).to_contain_text("was re-authorized and works")
     expect(page.locator(".connection-head").get_by_text("Connected", exact=True)).to_be_visible()
-    connection.refresh_from_db()
-    assert connection.secret_set_at > set_on_before
+    app.refresh_from_db()
+    assert app.credential_set_at > set_on_before
     assert AuditEvent.objects.count() == events_before + 2
     rows = page.get_by_role("table").get_by_role("row")
     expect(rows.nth(1)).to_contain_text("Succeeded")

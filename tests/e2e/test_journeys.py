@@ -96,9 +96,7 @@ def test_cancelling_at_microsoft_creates_nothing_and_says_so(page, demo):
     assert not AuditEvent.objects.filter(outcome=AuditEvent.Outcome.SUCCESS).exists()
 
 
-def test_a_member_signs_in_and_is_kept_out_of_admin_pages(page, make_account, demo):
-    account = make_account()
-
+def test_a_member_signs_in_and_is_kept_out_of_admin_pages(page, account, demo):
     page.goto(f"/business/{account.account_id}")
     run_axe(page)
     start_sign_in(page)

@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from tests.journeys import SIGNUP_URL, signup_form
+from tests.people import SIGNUP_URL, signup_form
 
 pytestmark = pytest.mark.django_db
 
@@ -67,9 +67,8 @@ def test_behind_a_trusted_proxy_the_address_it_saw_is_counted(entra_emulator, de
     assert [post("203.0.113.7"), post("203.0.113.7"), post("203.0.113.8")] == [200, 429, 200]
 
 
-def test_sign_in_starts_are_limited_too(make_account, emulator, demo, settings):
+def test_sign_in_starts_are_limited_too(account, settings):
     settings.AUTH_RATE_LIMIT_PER_MINUTE = 2
-    account = make_account()
     client = Client()
 
     statuses = [client.post(f"/business/{account.account_id}/signin").status_code for _ in range(3)]

@@ -5,8 +5,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client
 
-from connections import services
-from tests.journeys import SIGNUP_URL, signup_form
+from connections import pending
+from tests.people import SIGNUP_URL, signup_form
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def test_a_crash_during_signup_shows_no_secret_even_on_the_debug_page(
     def crash(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "pending_signup_create", crash)
+    monkeypatch.setattr(pending, "pending_create", crash)
     client = Client(raise_request_exception=False)
 
     response = client.post(SIGNUP_URL, signup_form(demo))
@@ -46,18 +46,14 @@ def test_a_host_header_that_is_not_allowed_is_refused(client):
     assert response.status_code == 400
 
 
-def test_a_crash_during_reauthorization_shows_no_secret_either(
-    emulator, demo, settings, monkeypatch, client
-):
-    from tests.journeys import sign_up
-
-    sign_up(client, demo)
+def test_a_crash_during_reauthorization_shows_no_secret_either(admin, demo, settings, monkeypatch):
+    client = admin.client
     settings.DEBUG = True
 
     def crash(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "pending_reauthorization_create", crash)
+    monkeypatch.setattr(pending, "pending_create", crash)
     client.raise_request_exception = False
     connection_id = client.get("/settings/connections").context["connection"].pk
 
@@ -74,24 +70,18 @@ def test_a_crash_during_reauthorization_shows_no_secret_either(
     assert demo.second_client_secret not in response.content.decode()
 
 
-def test_a_crash_inside_the_callback_shows_no_secret_or_token(
-    emulator, demo, settings, monkeypatch
-):
-    import requests
-
-    from connections import dynamics
-    from entra_emulator.testing import sign_in
-    from tests.journeys import follow_callback, submit_signup
+def test_a_crash_inside_the_callback_shows_no_secret_or_token(visitor, demo, settings, monkeypatch):
+    from lib import dynamics
 
     def crash(org_url, access_token):
         raise RuntimeError("WhoAmI client crashed")
 
     monkeypatch.setattr(dynamics, "who_am_i", crash)
-    client = Client(raise_request_exception=False)
-    redirect = sign_in(requests.Session(), submit_signup(client, demo), demo.admin)
+    visitor.client.raise_request_exception = False
+    redirect = visitor.at_microsoft(visitor.submit_signup())
     settings.DEBUG = True
 
-    response = follow_callback(client, redirect)
+    response = visitor.follow(redirect)
 
     page = response.content.decode()
     assert response.status_code == 500

@@ -11,8 +11,8 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from connections.health import CheckResult, connection_check
 from connections.models import DynamicsConnection
-from connections.services import CheckResult, connection_check
 
 logger = logging.getLogger("dynamics_connect.connections")
 

@@ -6,85 +6,109 @@ value no key opens (account id and field) without stopping: that connection is m
 Needs re-authentication, since only a new sign-in can store it again.
 """
 
-from django.core.management.base import BaseCommand
-from django.db import transaction
+from __future__ import annotations
 
-from connections import crypto
+from collections.abc import Callable, Iterator
+
+from django.core.management.base import BaseCommand
+from django.db import models, transaction
+
+from accounts.models import EntraApp
 from connections.models import DynamicsConnection, PendingAuthorization
+from lib import crypto
 
 BATCH_SIZE = 200
+
+
+def _batches(queryset: models.QuerySet) -> Iterator[list[models.Model]]:
+    """Rows in primary-key order, each batch locked inside its own transaction."""
+    last_pk = None
+    while True:
+        with transaction.atomic():
+            rows = queryset.select_for_update().order_by("pk")
+            if last_pk is not None:
+                rows = rows.filter(pk__gt=last_pk)
+            batch = list(rows[:BATCH_SIZE])
+            if not batch:
+                return
+            yield batch
+            last_pk = batch[-1].pk
 
 
 class Command(BaseCommand):
     help = "Re-encrypt stored client secrets and token caches with the newest key."
 
     def handle(self, *args, **options) -> None:
-        counts = {"rotated": 0, "current": 0, "undecryptable": 0}
-        last_pk = 0
-        while True:
-            with transaction.atomic():
-                batch = list(
-                    DynamicsConnection.objects.select_for_update()
-                    .select_related("account")
-                    .filter(pk__gt=last_pk)
-                    .order_by("pk")[:BATCH_SIZE]
+        self.counts = {"rotated": 0, "current": 0, "undecryptable": 0}
+        for batch in _batches(EntraApp.objects.select_related("account")):
+            for app in batch:
+                self._rotate(app, "credential_encrypted", app.credential_context(), self._lost_app)
+        for batch in _batches(DynamicsConnection.objects.select_related("account")):
+            for connection in batch:
+                self._rotate(
+                    connection,
+                    "token_cache_encrypted",
+                    connection.token_cache_context(),
+                    self._lost_token_cache,
                 )
-                if not batch:
-                    break
-                for connection in batch:
-                    self._rotate_connection(connection, counts)
-                last_pk = batch[-1].pk
-        self._rotate_pending(counts)
+        for batch in _batches(PendingAuthorization.objects.all()):
+            for pending in batch:
+                # Pending credentials live minutes: drop those no key opens.
+                self._rotate(pending, "client_secret_encrypted", pending.secret_context(), _discard)
         self.stdout.write(
-            f"Re-encrypted {counts['rotated']} value(s); {counts['current']} already used the "
-            f"newest key; {counts['undecryptable']} could not be decrypted."
+            f"Re-encrypted {self.counts['rotated']} value(s); {self.counts['current']} already "
+            f"used the newest key; {self.counts['undecryptable']} could not be decrypted."
         )
 
-    def _rotate_connection(self, connection: DynamicsConnection, counts: dict) -> None:
-        fields = {
-            "client_secret_encrypted": connection.secret_context(),
-            "token_cache_encrypted": connection.token_cache_context(),
-        }
-        changed = []
-        for field, context in fields.items():
-            ciphertext = getattr(connection, field)
-            if not ciphertext:
-                continue
-            if crypto.is_encrypted_with_newest_key(ciphertext):
-                counts["current"] += 1
-                continue
-            try:
-                setattr(connection, field, crypto.reencrypt(ciphertext, context=context))
-            except crypto.UndecryptableValue as problem:
-                counts["undecryptable"] += 1
-                self.stderr.write(
-                    f"account {connection.account.account_id}: {field} cannot be decrypted "
-                    "with any configured key; marked Needs re-authentication."
-                )
-                connection.mark_needs_reauthorization(
-                    code="undecryptable_" + field.removesuffix("_encrypted"), message=str(problem)
-                )
-                continue
-            counts["rotated"] += 1
-            changed.append(field)
-        if changed:
-            connection.save(update_fields=[*changed, "updated_at"])
+    def _rotate(
+        self,
+        row: models.Model,
+        field: str,
+        context: str,
+        lost: Callable[[models.Model, crypto.UndecryptableValue], None],
+    ) -> None:
+        ciphertext = getattr(row, field)
+        if not ciphertext:
+            return
+        if crypto.is_encrypted_with_newest_key(ciphertext):
+            self.counts["current"] += 1
+            return
+        try:
+            setattr(row, field, crypto.reencrypt(ciphertext, context=context))
+        except crypto.UndecryptableValue as problem:
+            self.counts["undecryptable"] += 1
+            lost(row, problem)
+            return
+        self.counts["rotated"] += 1
+        row.save(update_fields=[field])
 
-    @transaction.atomic
-    def _rotate_pending(self, counts: dict) -> None:
-        """Pending credentials live minutes; rotate them too, and drop those no key opens."""
-        for pending in PendingAuthorization.objects.select_for_update():
-            ciphertext = pending.client_secret_encrypted
-            if crypto.is_encrypted_with_newest_key(ciphertext):
-                counts["current"] += 1
-                continue
-            try:
-                pending.client_secret_encrypted = crypto.reencrypt(
-                    ciphertext, context=pending.secret_context()
-                )
-            except crypto.UndecryptableValue:
-                counts["undecryptable"] += 1
-                pending.delete()
-                continue
-            counts["rotated"] += 1
-            pending.save(update_fields=["client_secret_encrypted"])
+    def _lost_app(self, app: EntraApp, problem: crypto.UndecryptableValue) -> None:
+        self._report_lost(app.account.account_id, "client secret")
+        connection = DynamicsConnection.objects.select_related("account").get(account=app.account)
+        self._mark(connection, "undecryptable_secret", problem)
+
+    def _lost_token_cache(
+        self, connection: DynamicsConnection, problem: crypto.UndecryptableValue
+    ) -> None:
+        self._report_lost(connection.account.account_id, "token cache")
+        self._mark(connection, "undecryptable_token_cache", problem)
+
+    def _report_lost(self, account_id: str, what: str) -> None:
+        self.stderr.write(
+            f"account {account_id}: the {what} cannot be decrypted with any configured key; "
+            "marked Needs re-authentication."
+        )
+
+    @staticmethod
+    def _mark(
+        connection: DynamicsConnection, code: str, problem: crypto.UndecryptableValue
+    ) -> None:
+        connection.record_health(
+            DynamicsConnection.Status.NEEDS_REAUTH,
+            code=code,
+            message=f"{problem} Re-authorize the connection to store it again.",
+        )
+
+
+def _discard(pending: PendingAuthorization, problem: crypto.UndecryptableValue) -> None:
+    pending.delete()

@@ -1,4 +1,4 @@
-"""Encryption of secrets at rest: client secrets and MSAL token caches.
+"""Encryption of values at rest (client secrets, MSAL token caches) with MultiFernet.
 
 Keys come from ``settings.FIELD_ENCRYPTION_KEYS`` (Fernet keys, newest first), never from the
 database. The newest key encrypts; every listed key decrypts, so keys rotate without downtime:
@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from bizible_site.sensitive import Secret
+from lib.secret import Secret
 
 _SEPARATOR = "\x1f"  # ASCII unit separator: cannot appear in a context we build
 
@@ -32,7 +32,7 @@ class UndecryptableValue(Exception):
     def __init__(self, context: str) -> None:
         super().__init__(
             f"The stored value for {context} cannot be decrypted with the configured "
-            "FIELD_ENCRYPTION_KEYS. Re-authorize this connection to store it again."
+            "FIELD_ENCRYPTION_KEYS."
         )
         self.context = context
 
@@ -54,6 +54,7 @@ def validate_keys(keys: list[str]) -> list[str]:
 
 
 def generate_key() -> str:
+    """A new random key for FIELD_ENCRYPTION_KEYS."""
     return Fernet.generate_key().decode()
 
 

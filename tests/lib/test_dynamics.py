@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from bizible_site.sensitive import Secret
-from connections import dynamics
+from lib import dynamics
+from lib.secret import Secret
 
 
 @pytest.mark.parametrize(

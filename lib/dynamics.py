@@ -1,7 +1,8 @@
 """The Dynamics 365 (Dataverse) Web API: the only module that builds Dynamics URLs.
 
 ``normalize_org_url`` decides which "Application Id URL" values are Dynamics orgs;
-``who_am_i`` proves that an access token works against the org. Every call has a timeout,
+``dynamics_scope`` is the delegated scope to ask Entra ID for; ``who_am_i`` proves that an
+access token works against the org. Every call has a timeout,
 follows no redirect, and refuses hosts that resolve to private or loopback addresses (unless
 the development allow-list names the origin), so a customer-typed URL cannot point the server
 at an internal service. Failures raise ``DynamicsError`` with a plain-language message.
@@ -14,13 +15,12 @@ import logging
 import re
 import socket
 import uuid
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 
-from bizible_site.sensitive import Secret
+from lib.secret import Secret
 
 logger = logging.getLogger("dynamics_connect.dynamics")
 
@@ -39,6 +39,11 @@ ORG_URL_HELP = (
     "Your Dynamics 365 org URL, such as https://contoso.crm.dynamics.com: open Dynamics 365 "
     "and copy the address up to and including .dynamics.com."
 )
+
+
+def dynamics_scope(org_url: str) -> str:
+    """The delegated Dynamics scope for an org URL (MSAL's cache works best with this one)."""
+    return f"{org_url.rstrip('/')}/user_impersonation"
 
 
 class InvalidOrgUrl(ValueError):
@@ -104,15 +109,11 @@ class DynamicsError(Exception):
         self.token_rejected = token_rejected
 
 
-@dataclass(frozen=True)
-class WhoAmI:
-    user_id: str
-    business_unit_id: str
-    organization_id: str
+def who_am_i(org_url: str, access_token: Secret) -> None:
+    """Call ``GET {org}/api/data/v9.2/WhoAmI``: proof that the token works for this org.
 
-
-def who_am_i(org_url: str, access_token: Secret) -> WhoAmI:
-    """Call ``GET {org}/api/data/v9.2/WhoAmI``: proof that the token works for this org."""
+    Returns only when the org answered 200 with WhoAmI's three ids; raises DynamicsError
+    otherwise."""
     url = f"{org_url}/api/data/{API_VERSION}/WhoAmI"
     _refuse_internal_host(org_url)
     try:
@@ -142,7 +143,7 @@ def who_am_i(org_url: str, access_token: Secret) -> WhoAmI:
             org_url,
         ) from None
     if response.status_code == 200:
-        return _parse_who_am_i(response, org_url)
+        return _check_who_am_i(response, org_url)
     if response.status_code == 401:
         raise _failure(
             "Dynamics 365 refused the sign-in token. Check that the Application Id URL is "
@@ -181,21 +182,18 @@ def who_am_i(org_url: str, access_token: Secret) -> WhoAmI:
     )
 
 
-def _parse_who_am_i(response: requests.Response, org_url: str) -> WhoAmI:
+def _check_who_am_i(response: requests.Response, org_url: str) -> None:
+    """A 200 proves nothing unless it is WhoAmI's answer (some other server may say 200)."""
     try:
         body = response.json()
-        result = WhoAmI(
-            user_id=str(uuid.UUID(body["UserId"])),
-            business_unit_id=str(uuid.UUID(body["BusinessUnitId"])),
-            organization_id=str(uuid.UUID(body["OrganizationId"])),
-        )
+        for key in ("UserId", "BusinessUnitId", "OrganizationId"):
+            uuid.UUID(body[key])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise _failure(
             f"{org_url} answered, but not like Dynamics 365. Check the Application Id URL.",
             "invalid_response",
             org_url,
         ) from None
-    return result
 
 
 def _error_code(response: requests.Response) -> str:

@@ -1,0 +1,126 @@
+"""Credentials waiting for Entra ID to prove them: stored encrypted, claimed once, then gone.
+
+The pending row is the only place a submitted client secret waits; it is decrypted here, once,
+by the callback that claims the row.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.aadsts import Audience, Explanation
+from accounts.failures import Refused, describe
+from connections.models import PendingAuthorization
+from lib import crypto
+from lib.dynamics import dynamics_scope
+from lib.entra import flows
+from lib.entra.errors import EntraError
+from lib.entra.flows import flow_lifetime
+from lib.entra.types import AppCredentials, Purpose, StoredFlow, redirect_uri
+from lib.secret import Secret
+
+
+def pending_create(*, client_secret: Secret, **fields: object) -> PendingAuthorization:
+    """Keep submitted credentials (secret encrypted) until Entra ID has proven them; drop
+    expired and claimed-and-abandoned ones meanwhile."""
+    PendingAuthorization.objects.filter(expires_at__lt=timezone.now()).delete()
+    pending = PendingAuthorization(**fields)
+    pending.client_secret_encrypted = crypto.encrypt(
+        client_secret, context=pending.secret_context()
+    )
+    pending.save()
+    return pending
+
+
+def pending_flow_start(
+    request: HttpRequest,
+    *,
+    purpose: Purpose,
+    tenant: str,
+    client_secret: Secret,
+    **fields: object,
+) -> str:
+    """Keep submitted credentials pending and start the flow that proves them; returns the
+    Entra ID URL to send the browser to. The flow's context is the pending row's id, nothing
+    more. If the flow cannot start (Entra ID unreachable), the row is dropped and the error
+    raised."""
+    pending = pending_create(purpose=purpose, client_secret=client_secret, **fields)
+    try:
+        return flows.start(
+            request,
+            purpose=purpose,
+            client_id=pending.client_id,
+            tenant=tenant,
+            scopes=(dynamics_scope(pending.org_url),),
+            context={"pending": str(pending.pk)},
+        )
+    except EntraError:
+        pending_discard(pending)
+        raise
+
+
+def pending_explained(error: EntraError, pending: PendingAuthorization | None) -> Explanation:
+    """The admin's words for a failed flow, filled in with the values they submitted."""
+    return describe(
+        error,
+        Audience.ADMIN,
+        client_id=pending.client_id if pending else "",
+        org_url=pending.org_url if pending else "",
+        redirect_uri=redirect_uri(identity_only=False),
+    )
+
+
+def pending_of(context: dict) -> PendingAuthorization | None:
+    """The pending row a flow's context names, if it still exists."""
+    return (
+        PendingAuthorization.objects.select_related("connection__account")
+        .filter(pk=context.get("pending"))
+        .first()
+    )
+
+
+def pending_claim(*, flow: StoredFlow) -> tuple[PendingAuthorization, AppCredentials]:
+    """The flow's pending row, claimed for this request alone, and its credentials.
+
+    A reloaded or doubled callback may run twice at once; only the request that claims the row
+    completes it, and the other says so without touching it.
+    """
+    pending = pending_of(flow.context)
+    if pending is None or pending.purpose != flow.purpose:
+        raise Refused(
+            "This link was already used or has expired, so nothing was changed. Please submit "
+            "the form again.",
+            code="pending_missing",
+        )
+    claimed = PendingAuthorization.objects.filter(
+        Q(pk=pending.pk, consumed_at__isnull=True, expires_at__gt=timezone.now())
+    ).update(consumed_at=timezone.now())
+    if not claimed:
+        if pending.consumed_at is None:
+            minutes = int(flow_lifetime().total_seconds() // 60)
+            raise Refused(
+                f"This took longer than {minutes} minutes, so it expired. Please submit the "
+                "form again.",
+                code="pending_expired",
+            )
+        raise Refused(
+            "This is already being completed in another tab or window. Check there.",
+            code="pending_in_progress",
+        )
+    try:
+        secret = crypto.decrypt(pending.client_secret_encrypted, context=pending.secret_context())
+    except crypto.UndecryptableValue:
+        raise Refused(
+            "The request could not be completed. Please submit the form again.",
+            code="undecryptable_pending",
+        ) from None
+    return pending, AppCredentials(
+        client_id=pending.client_id, tenant=flow.tenant, client_secret=secret
+    )
+
+
+def pending_discard(pending: PendingAuthorization | None) -> None:
+    if pending is not None:
+        PendingAuthorization.objects.filter(pk=pending.pk).delete()

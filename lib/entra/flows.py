@@ -1,0 +1,194 @@
+"""Auth-code flows (PKCE, state, nonce by MSAL): started, kept in the session, redeemed once.
+
+``start`` builds the authorize URL with a public client (no secret is needed for it) and keeps
+MSAL's flow dict in the session under ``FLOWS_SESSION_KEY``, keyed by its state, with the
+flow's purpose, the already-validated ``next`` URL and a small context. ``pop`` takes it out
+again (a replayed callback then finds nothing), and ``redeem`` exchanges the code with the
+app's credentials (one token request) and validates the id token. Nothing about a flow is
+ever read back from the callback's query string except ``state``, ``code`` and ``error``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import msal
+from django.conf import settings
+from django.http import HttpRequest
+
+from lib.entra.errors import EntraRejected, FlowExpired, error_from_response
+from lib.entra.http import application, log_failure, logger, msal_errors
+from lib.entra.id_token import validate_id_token
+from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow, redirect_uri
+from lib.secret import Secret
+
+FLOWS_SESSION_KEY = "entra.flows"
+# States of flows already taken out, so that a replayed callback is recognised as one.
+SPENT_FLOWS_SESSION_KEY = "entra.spent_flows"
+MAX_FLOWS_PER_SESSION = 5
+CALLBACK_PARAMETERS = (
+    "state",
+    "code",
+    "error",
+    "error_description",
+    "session_state",
+    "client_info",
+)
+
+
+def flow_lifetime() -> timedelta:
+    """How long a started flow (and anything waiting on it) stays valid: the one rule."""
+    return timedelta(minutes=settings.AUTH_FLOW_TTL_MINUTES)
+
+
+def _is_live(entry: Mapping[str, Any]) -> bool:
+    return entry.get("started_at", 0) >= time.time() - flow_lifetime().total_seconds()
+
+
+def start(
+    request: HttpRequest,
+    *,
+    purpose: Purpose,
+    client_id: str,
+    tenant: str,
+    scopes: tuple[str, ...] = (),
+    context: Mapping[str, Any] | None = None,
+    next_url: str = "",
+) -> str:
+    """Begin an auth-code flow and return the URL to send the browser to.
+
+    ``context`` must be JSON-serializable and hold identifiers only: it comes back unchanged in
+    ``StoredFlow.context``. ``next_url`` must already be validated.
+    """
+    flow = application(client_id, tenant).initiate_auth_code_flow(
+        list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only)
+    )
+    flows = {s: f for s, f in (request.session.get(FLOWS_SESSION_KEY) or {}).items() if _is_live(f)}
+    flows[flow["state"]] = {
+        "purpose": purpose.value,
+        "client_id": client_id,
+        "tenant": tenant,
+        "scopes": list(scopes),
+        "next": next_url,
+        "context": dict(context or {}),
+        "started_at": time.time(),
+        "flow": flow,
+    }
+    while len(flows) > MAX_FLOWS_PER_SESSION:
+        flows.pop(next(iter(flows)))
+    request.session[FLOWS_SESSION_KEY] = flows
+    logger.info(
+        "Entra ID flow started",
+        extra={
+            "event": "entra.flow_started",
+            "purpose": purpose.value,
+            "client_id": client_id,
+            "tenant": tenant,
+        },
+    )
+    return flow["auth_uri"]
+
+
+def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
+    """Take the flow that this callback answers out of the session.
+
+    Raises ``FlowExpired`` for a missing, stale, replayed or ambiguous callback, and for a
+    callback whose ``identityOnly`` flag does not match the purpose the flow was started for
+    (the flow is consumed either way, so it cannot be retried with the flag flipped).
+    """
+    for name in CALLBACK_PARAMETERS:
+        if len(request.GET.getlist(name)) > 1:
+            log_failure("callback", "duplicate_parameter", parameter=name)
+            raise FlowExpired(code="duplicate_parameter")
+    state = request.GET.get("state", "")
+    stored = request.session.get(FLOWS_SESSION_KEY) or {}
+    entry = stored.pop(state, None) if state else None
+    spent = request.session.get(SPENT_FLOWS_SESSION_KEY) or {}
+    if entry is None:
+        used = spent.get(state) if state else None
+        log_failure("callback", "replayed" if used else "state")
+        if used:
+            raise FlowExpired(
+                code="flow_replayed", purpose=Purpose(used["purpose"]), context=used["context"]
+            )
+        raise FlowExpired(code="state")
+    request.session[FLOWS_SESSION_KEY] = stored
+    purpose = Purpose(entry["purpose"])
+    spent[state] = {"purpose": purpose.value, "context": entry["context"]}
+    request.session[SPENT_FLOWS_SESSION_KEY] = dict(list(spent.items())[-MAX_FLOWS_PER_SESSION:])
+    if not _is_live(entry):
+        log_failure("callback", "flow_expired")
+        raise FlowExpired(code="flow_expired", purpose=purpose, context=entry["context"])
+    if purpose.identity_only != identity_only:
+        log_failure("callback", "purpose_mismatch", purpose=purpose.value)
+        raise FlowExpired(code="purpose_mismatch", purpose=purpose, context=entry["context"])
+    return StoredFlow(
+        purpose=purpose,
+        client_id=entry["client_id"],
+        tenant=entry["tenant"],
+        scopes=tuple(entry["scopes"]),
+        next_url=entry["next"],
+        context=entry["context"],
+        msal_flow=entry["flow"],
+    )
+
+
+def redeem(
+    flow: StoredFlow, callback_params: Mapping[str, str], *, credentials: AppCredentials
+) -> ProvenIdentity:
+    """Exchange the callback's code for tokens (one token request); validate the id token.
+
+    For sign-in nothing is kept but the identity; for the other purposes the identity carries
+    the serialized MSAL token cache and the access token for the flow's scopes.
+    """
+    if credentials.client_id != flow.client_id:
+        # The app's credentials changed since the flow started (a re-authorization meanwhile).
+        log_failure("token", "credentials_changed", client_id=flow.client_id)
+        raise FlowExpired(code="credentials_changed", purpose=flow.purpose, context=flow.context)
+    keep_tokens = not flow.purpose.identity_only
+    token_cache = msal.SerializableTokenCache()
+    msal_app = application(
+        credentials.client_id, flow.tenant, credentials=credentials, token_cache=token_cache
+    )
+    auth_response = {k: v for k, v in callback_params.items() if k in CALLBACK_PARAMETERS}
+    log_fields = {"purpose": flow.purpose.value, "client_id": flow.client_id}
+    with msal_errors("token", **log_fields):
+        result = msal_app.acquire_token_by_auth_code_flow(dict(flow.msal_flow), auth_response)
+    if "error" in result:
+        # An error in the callback came through the browser, where anyone can write it: only
+        # an answer of the token endpoint proves anything about the credentials.
+        error = error_from_response(result, from_token_endpoint="error" not in auth_response)
+        log_failure("token", error.code, correlation_id=error.correlation_id, **log_fields)
+        raise error
+    claims = validate_id_token(
+        result.get("id_token", ""), client_id=flow.client_id, tenant=flow.tenant
+    )
+    if keep_tokens:
+        granted = set(str(result.get("scope", "")).split())
+        if not result.get("access_token") or not set(flow.scopes) <= granted:
+            log_failure("token", "scope_not_granted", **log_fields)
+            raise EntraRejected(code="scope_not_granted")
+    accounts = msal_app.get_accounts() if keep_tokens else []
+    logger.info(
+        "Entra ID flow completed",
+        extra={
+            "event": "entra.flow_completed",
+            "outcome": "success",
+            "tenant": claims["tid"],
+            "oid": claims["oid"],
+            **log_fields,
+        },
+    )
+    return ProvenIdentity(
+        tenant_id=claims["tid"],
+        object_id=claims["oid"],
+        username=str(claims.get("preferred_username", "")),
+        display_name=str(claims.get("name", "")),
+        email=str(claims.get("email") or ""),
+        home_account_id=accounts[0]["home_account_id"] if accounts else "",
+        access_token=Secret(result["access_token"]) if keep_tokens else None,
+        token_cache=Secret(token_cache.serialize()) if keep_tokens else None,
+    )
