@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from .seed import SeedError
 from .server import serve
-from .state import SeedError
 
 DEMO_SEED = Path(__file__).with_name("demo_seed.json")
 

@@ -23,7 +23,8 @@ from .oauth import (
     parse_scopes,
     session_cookie,
 )
-from .state import App, AuthCode, EmulatorState, Session, Tenant, User
+from .seed import App, Tenant, User
+from .state import AuthCode, EmulatorState, Session
 from .tokens import client_info
 from .web import Request, Response, html_response, redirect
 

@@ -10,7 +10,8 @@ import uuid
 
 import jwt
 
-from .state import EmulatorState, normalize_origin
+from .seed import normalize_origin
+from .state import EmulatorState
 from .web import Request, Response, json_response
 
 _ODATA_HEADERS = [("OData-Version", "4.0")]

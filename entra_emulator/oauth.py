@@ -11,17 +11,8 @@ from datetime import UTC, datetime
 
 from . import pages
 from .errors import CATALOGUE, AadstsError, entra_timestamp, error_body
-from .state import (
-    DYNAMICS_PERMISSION,
-    App,
-    Directory,
-    EmulatorState,
-    Fault,
-    Tenant,
-    User,
-    normalize_origin,
-    origin_of,
-)
+from .seed import DYNAMICS_PERMISSION, App, Directory, Tenant, User, normalize_origin, origin_of
+from .state import EmulatorState, Fault
 from .tokens import (
     GRAPH_APP_ID,
     GRAPH_SCOPE,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from html import escape as e
 
-from .state import App, Directory, User
+from .seed import App, Directory, User
 
 _CSS = """
 *{box-sizing:border-box}

@@ -27,7 +27,8 @@ from .dynamics import whoami
 from .errors import correlation_id_from
 from .oauth import discovery, error_info, jwks, logout, token
 from .pki import ensure_pki
-from .state import EmulatorState, load_seed
+from .seed import load_seed
+from .state import EmulatorState
 from .tokens import Signer
 from .web import Request, Response, html_response, json_response
 

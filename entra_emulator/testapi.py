@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from .state import EmulatorState, Fault, SeedError, Settings, expand
+from .seed import SeedError, expand
+from .state import EmulatorState, Fault, Settings
 from .web import Request, Response, json_response
 
 #: Which fault actions make sense where.

@@ -108,8 +108,13 @@ def run_emulator(
     *,
     env: Mapping[str, str] | None = None,
     test_api: bool = True,
+    port: int = 0,
+    browser_port: int = 0,
+    echo: bool = False,
 ) -> Iterator[RunningEmulator]:
-    """Start `python -m entra_emulator` on free ports; stop it on exit."""
+    """Start `python -m entra_emulator` (on free ports unless given); stop it on exit.
+
+    With ``echo`` its request log also goes to this process's stderr (`make run`)."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
@@ -122,9 +127,9 @@ def run_emulator(
         "--host",
         "127.0.0.1",
         "--port",
-        "0",
+        str(port),
         "--browser-port",
-        "0",
+        str(browser_port),
         "--seed",
         str(seed_path),
         "--state-dir",
@@ -136,7 +141,7 @@ def run_emulator(
         command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     stderr: list[str] = []
-    drain = threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True)
+    drain = threading.Thread(target=_drain, args=(process.stderr, stderr, echo), daemon=True)
     drain.start()
     try:
         ready_line = _first_line(process, START_TIMEOUT)
@@ -168,9 +173,11 @@ def _first_line(process: subprocess.Popen[str], timeout: float) -> str | None:
     return lines[0].rstrip("\n") if lines and lines[0] else None
 
 
-def _drain(stream: Any, sink: list[str]) -> None:
+def _drain(stream: Any, sink: list[str], echo: bool) -> None:
     for line in stream:
         sink.append(line)
+        if echo:
+            sys.stderr.write(line)
 
 
 # --- Driving the browser pages ------------------------------------------------------------------

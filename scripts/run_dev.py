@@ -13,14 +13,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from entra_emulator.testing import EmulatorError, run_emulator  # noqa: E402
+from lib.crypto import generate_key  # noqa: E402
+
 VAR = ROOT / "var"
 DEV_ENV = VAR / "dev.env"
 DEMO_SEED = ROOT / "entra_emulator" / "demo_seed.json"
-READY_PREFIX = "entra-emulator ready at "
 
 
 def port(name: str, default: int) -> int:
@@ -35,53 +38,16 @@ def development_keys() -> dict[str, str]:
     if not DEV_ENV.exists():
         import secrets
 
-        from cryptography.fernet import Fernet
-
         VAR.mkdir(exist_ok=True)
         DEV_ENV.write_text(
             "# Development keys written by `make run`. Never use them in production.\n"
             f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\n"
-            f"FIELD_ENCRYPTION_KEYS={Fernet.generate_key().decode()}\n"
+            f"FIELD_ENCRYPTION_KEYS={generate_key()}\n"
         )
         DEV_ENV.chmod(0o600)
         print(f"Wrote development keys to {DEV_ENV.relative_to(ROOT)}.")
     pairs = (line.split("=", 1) for line in DEV_ENV.read_text().splitlines())
     return {key: value for key, *rest in pairs if not key.startswith("#") for value in rest}
-
-
-def echo_lines(stream) -> None:
-    for line in stream:
-        print(line, end="")
-
-
-def start_emulator(env: dict[str, str], https_port: int, browser_port: int) -> subprocess.Popen:
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "entra_emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(https_port),
-            "--browser-port",
-            str(browser_port),
-            "--seed",
-            str(DEMO_SEED),
-            "--state-dir",
-            str(VAR / "emulator"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    for line in emulator.stdout:
-        print(line, end="")
-        if line.startswith(READY_PREFIX):
-            threading.Thread(target=echo_lines, args=(emulator.stdout,), daemon=True).start()
-            return emulator
-    sys.exit("The Entra ID emulator stopped before it was ready; see its messages above.")
 
 
 def demo_values(emulator_url: str, public_base_url: str) -> list[tuple[str, str]]:
@@ -115,30 +81,45 @@ def main() -> None:
         "ENTRA_CA_BUNDLE": str(VAR / "emulator" / "ca.pem"),
         "DYNAMICS_EXTRA_ALLOWED_ORIGINS": f"{emulator_url},https://localhost:{https_port}",
     }
-    emulator = start_emulator(env, https_port, browser_port)
-    app = None
     try:
-        manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
-        print("\nDemo values for the signup form (the emulator's demo tenant, Contoso):")
-        for label, value in demo_values(emulator_url, public_base_url):
-            print(f"{label}: {value}")
-        print(
-            f"\nDynamics Connect is at {public_base_url}/ (Ctrl-C stops it and the emulator)\n",
-            flush=True,
-        )
-        app = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{app_port}"], cwd=ROOT, env=env)
+        with run_emulator(
+            DEMO_SEED,
+            VAR / "emulator",
+            env={"PUBLIC_BASE_URL": public_base_url},
+            test_api=False,
+            port=https_port,
+            browser_port=browser_port,
+            echo=True,
+        ) as emulator:
+            print(emulator.ready_line)
+            serve(env, app_port, demo_values(emulator_url, public_base_url))
+    except EmulatorError as problem:
+        sys.exit(f"The Entra ID emulator did not start: {problem}")
+
+
+def serve(env: dict[str, str], app_port: int, demo: list[tuple[str, str]]) -> None:
+    """Migrate, print the demo values, and run the app until Ctrl-C."""
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
+    print("\nDemo values for the signup form (the emulator's demo tenant, Contoso):")
+    for label, value in demo:
+        print(f"{label}: {value}")
+    print(
+        f"\nDynamics Connect is at {env['PUBLIC_BASE_URL']}/ (Ctrl-C stops it and the emulator)\n",
+        flush=True,
+    )
+    app = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{app_port}"], cwd=ROOT, env=env)
+    try:
         app.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (app, emulator):
-            if process and process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        if app.poll() is None:
+            app.send_signal(signal.SIGINT)
+            try:
+                app.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                app.kill()
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography.fernet import Fernet  # noqa: E402
+
 from playwright.sync_api import BrowserContext, expect, sync_playwright  # noqa: E402
 
 from entra_emulator.testing import RunningEmulator, run_emulator  # noqa: E402
+from lib.crypto import generate_key  # noqa: E402
 from tests.e2e.browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_MISSING,
@@ -130,7 +131,7 @@ def app_environment(var_dir: Path, app_url: str, emulator: RunningEmulator) -> d
         **env,
         "DJANGO_DEBUG": "true",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "FIELD_ENCRYPTION_KEYS": generate_key(),
         "VAR_DIR": str(var_dir),
         "PUBLIC_BASE_URL": app_url,
         "ALLOWED_HOSTS": "localhost,127.0.0.1",

@@ -13,7 +13,7 @@ import requests
 from cryptography import x509
 
 import entra_emulator
-from entra_emulator.state import SeedError, load_seed
+from entra_emulator.seed import SeedError, load_seed
 from entra_emulator.testing import EmulatorError, run_emulator
 from tests.network_guard import allow_local_port
 
