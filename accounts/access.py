@@ -20,6 +20,8 @@ _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 # The account a signed-in user is working in (set at sign-in and signup); the settings pages
 # (/settings/...) act on it.
 CURRENT_ACCOUNT_SESSION_KEY = "account.current"
+# Written by the signup callback: other accounts of the same tenant, to mention on welcome.
+SIGNUP_OTHER_ACCOUNTS_SESSION_KEY = "signup.other_accounts"
 
 
 class NotAnAdmin(PermissionDenied):

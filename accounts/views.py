@@ -12,6 +12,7 @@ from accounts import services
 from accounts.aadsts import Audience
 from accounts.access import (
     CURRENT_ACCOUNT_SESSION_KEY,
+    SIGNUP_OTHER_ACCOUNTS_SESSION_KEY,
     current_membership,
     is_account_id,
     membership_for,
@@ -23,9 +24,6 @@ from lib.entra.errors import EntraError, FlowExpired
 from lib.entra.http import sign_out_url
 from lib.entra.types import ORGANIZATIONS, Purpose
 from lib.ratelimit import rate_limited
-
-# Written by the signup callback: other accounts of the same tenant, to mention on welcome.
-SIGNUP_OTHER_ACCOUNTS_SESSION_KEY = "signup.other_accounts"
 
 
 @login_not_required

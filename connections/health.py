@@ -1,7 +1,7 @@
 """A connection's tokens and health: silent refresh, the WhoAmI check, "Test connection".
 
-Health is written by ``DynamicsConnection.record_health`` only, on the version that was
-checked. Stored credentials or tokens that stopped working mark the connection Needs
+Health is written by ``connection_record_health`` only, on the version that was checked.
+Stored credentials or tokens that stopped working mark the connection Needs
 re-authentication, with the words an admin needs to fix it.
 """
 
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.dispatch import receiver
+from django.utils import timezone
 
 from accounts.aadsts import Audience, explain
-from accounts.models import AuditEvent, EntraApp, User
+from accounts.models import AuditEvent, EntraApp, User, fit
 from accounts.services import audit_record
 from accounts.signals import app_credentials_rejected
 from connections.models import DynamicsConnection
@@ -23,6 +24,39 @@ from lib.entra.tokens import acquire_token_silently
 from lib.secret import Secret
 
 Status = DynamicsConnection.Status
+
+
+def connection_record_health(
+    connection: DynamicsConnection,
+    status: str,
+    *,
+    code: str = "",
+    message: str = "",
+    verified: bool = False,
+) -> None:
+    """Record what a check found, on the version that was checked (a re-authorization
+    committed meanwhile is left alone); a change to Needs re-authentication is audited."""
+    was = connection.status
+    fields = {
+        "status": status,
+        "last_error_code": fit(DynamicsConnection, "last_error_code", code),
+        "last_error_message": fit(DynamicsConnection, "last_error_message", message),
+    }
+    if verified:
+        fields["last_verified_at"] = timezone.now()
+    if connection.write_health(fields) and status == Status.NEEDS_REAUTH and was != status:
+        audit_record(
+            account=connection.account,
+            actor=None,
+            action="connection_needs_reauth",
+            outcome=AuditEvent.Outcome.FAILURE,
+            detail=f"The Dynamics connection stopped working: {message}",
+            error_code=code,
+        )
+
+
+def undecryptable_message(problem: crypto.UndecryptableValue) -> str:
+    return f"{problem} Re-authorize the connection to store it again."
 
 
 @receiver(app_credentials_rejected)
@@ -35,7 +69,9 @@ def _mark_needs_reauthorization(sender, *, app: EntraApp, error: EntraError, **k
     )
     if connection is not None:
         explanation = explain(error, Audience.ADMIN, client_id=app.client_id)
-        connection.record_health(Status.NEEDS_REAUTH, code=error.code, message=explanation.message)
+        connection_record_health(
+            connection, Status.NEEDS_REAUTH, code=error.code, message=explanation.message
+        )
 
 
 class ConnectionUnusable(Exception):
@@ -77,11 +113,7 @@ def connection_access_token(
             )
         except crypto.UndecryptableValue as problem:
             what = "secret" if problem.context == app.credential_context() else "token_cache"
-            failure = (
-                f"{problem} Re-authorize the connection to store it again.",
-                f"undecryptable_{what}",
-                True,
-            )
+            failure = (undecryptable_message(problem), f"undecryptable_{what}", True)
         except EntraError as error:
             explanation = explain(error, Audience.ADMIN, client_id=app.client_id)
             failure = (explanation.message, error.code, explanation.breaks_the_app_credentials)
@@ -93,8 +125,11 @@ def connection_access_token(
                 locked.save(update_fields=["token_cache_encrypted", "updated_at"])
             return token.access_token, locked
     message, code, needs_reauthorization = failure
-    locked.record_health(
-        Status.NEEDS_REAUTH if needs_reauthorization else Status.ERROR, code=code, message=message
+    connection_record_health(
+        locked,
+        Status.NEEDS_REAUTH if needs_reauthorization else Status.ERROR,
+        code=code,
+        message=message,
     )
     raise ConnectionUnusable(message, code=code)
 
@@ -108,33 +143,33 @@ class CheckResult:
 
 
 def connection_check(*, connection: DynamicsConnection) -> CheckResult:
-    """Prove the connection works now: a (silently refreshed) token and a WhoAmI call.
-
-    A WhoAmI 401 gets one forced refresh before the connection needs re-authentication.
-    """
+    """Prove the connection works now: a (silently refreshed) token and a WhoAmI call."""
     try:
-        token, checked = connection_access_token(connection=connection)
-        try:
-            dynamics.who_am_i(checked.org_url, token)
-        except dynamics.DynamicsError as error:
-            if not error.token_rejected:
-                raise
-            token, checked = connection_access_token(connection=connection, force_refresh=True)
-            dynamics.who_am_i(checked.org_url, token)
+        checked = _who_am_i(connection, force_refresh=False)
     except ConnectionUnusable as unusable:
         result = CheckResult(connection, False, unusable.message, unusable.code)
-    except dynamics.DynamicsError as error:
-        code = f"dynamics_{error.code}"
-        broken = error.token_rejected or error.code == "not_a_member"
-        checked.record_health(
-            Status.NEEDS_REAUTH if broken else Status.ERROR, code=code, message=error.message
-        )
-        result = CheckResult(connection, False, error.message, code)
     else:
-        checked.record_health(Status.CONNECTED, verified=True)
         result = CheckResult(connection, True, f"WhoAmI answered for {checked.connected_as}.")
     connection.refresh_from_db()
     return result
+
+
+def _who_am_i(connection: DynamicsConnection, *, force_refresh: bool) -> DynamicsConnection:
+    """WhoAmI with the connection's token, health recorded either way. A token Dynamics
+    refuses gets one forced refresh before the connection needs re-authentication."""
+    token, checked = connection_access_token(connection=connection, force_refresh=force_refresh)
+    try:
+        dynamics.who_am_i(checked.org_url, token)
+    except dynamics.DynamicsError as error:
+        if error.token_rejected and not force_refresh:
+            return _who_am_i(connection, force_refresh=True)
+        code = f"dynamics_{error.code}"
+        broken = error.token_rejected or error.code == "not_a_member"
+        status = Status.NEEDS_REAUTH if broken else Status.ERROR
+        connection_record_health(checked, status, code=code, message=error.message)
+        raise ConnectionUnusable(error.message, code=code) from None
+    connection_record_health(checked, Status.CONNECTED, verified=True)
+    return checked
 
 
 def connection_test(*, connection: DynamicsConnection, actor: User) -> CheckResult:

@@ -4,8 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Account, AuditEvent, fit
-from accounts.services import audit_record
+from accounts.models import Account
 from lib.entra.flows import flow_lifetime
 from lib.entra.types import Purpose
 
@@ -46,34 +45,13 @@ class DynamicsConnection(models.Model):
     def token_cache_context(self) -> str:
         return f"account:{self.account.account_id}:token_cache"
 
-    def record_health(
-        self, status: str, *, code: str = "", message: str = "", verified: bool = False
-    ) -> bool:
-        """Write the health fields, only on the version that was checked (a re-authorization
-        committed meanwhile is left alone). A change to Needs re-authentication is audited.
-        Returns whether the row was written."""
-        fields = {
-            "status": status,
-            "last_error_code": fit(DynamicsConnection, "last_error_code", code),
-            "last_error_message": fit(DynamicsConnection, "last_error_message", message),
-        }
-        if verified:
-            fields["last_verified_at"] = timezone.now()
-        was = self.status
+    def write_health(self, fields: dict) -> bool:
+        """Write health fields only on the version that was read; False if it changed."""
         current = DynamicsConnection.objects.filter(pk=self.pk, version=self.version)
         if not current.update(**fields, updated_at=timezone.now()):
             return False
         for name, value in fields.items():
             setattr(self, name, value)
-        if status == self.Status.NEEDS_REAUTH and was != status:
-            audit_record(
-                account=self.account,
-                actor=None,
-                action="connection_needs_reauth",
-                outcome=AuditEvent.Outcome.FAILURE,
-                detail=f"The Dynamics connection stopped working: {message}",
-                error_code=code,
-            )
         return True
 
 

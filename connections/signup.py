@@ -17,11 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.aadsts import Audience
-from accounts.access import start_session
+from accounts.access import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, start_session
 from accounts.failures import Refused, render_failure
 from accounts.models import Account, AuditEvent, EntraApp, Membership, User
 from accounts.services import audit_record, user_from_identity
-from accounts.views import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
     pending_claim,

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 from django.db import models, transaction
 
 from accounts.models import EntraApp
+from connections.health import connection_record_health, undecryptable_message
 from connections.models import DynamicsConnection, PendingAuthorization
 from lib import crypto
 
@@ -103,10 +104,11 @@ class Command(BaseCommand):
     def _mark(
         connection: DynamicsConnection, code: str, problem: crypto.UndecryptableValue
     ) -> None:
-        connection.record_health(
+        connection_record_health(
+            connection,
             DynamicsConnection.Status.NEEDS_REAUTH,
             code=code,
-            message=f"{problem} Re-authorize the connection to store it again.",
+            message=undecryptable_message(problem),
         )
 
 
