@@ -67,7 +67,7 @@ class PendingAuthorization(models.Model):
     has proven these values.
     """
 
-    PURPOSES = [(p.value, p.label) for p in (Purpose.SIGNUP, Purpose.REAUTHORIZE)]
+    PURPOSES = [(Purpose.SIGNUP.value, "Signup"), (Purpose.REAUTHORIZE.value, "Re-authorization")]
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     purpose = models.CharField(max_length=16, choices=PURPOSES)

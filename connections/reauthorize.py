@@ -201,6 +201,8 @@ class ReauthorizeHandler:
             )
         else:
             messages.error(request, f"Re-authorization failed: {explanation.message}")
+        if error.code == "pending_in_progress":
+            return redirect("connections")  # the request that claimed it finishes (and audits)
         connection = self._connection_of(request, pending)
         if connection is not None:
             reauthorization_record_failure(
@@ -210,8 +212,7 @@ class ReauthorizeHandler:
                 message=explanation.message,
                 code=error.code,
             )
-        if error.code != "pending_in_progress":
-            pending_discard(pending)
+        pending_discard(pending)
         return redirect("connections")
 
     @staticmethod

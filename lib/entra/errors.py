@@ -112,7 +112,9 @@ def error_from_response(response: Mapping[str, Any], *, from_token_endpoint: boo
     """An Entra ID error (redirect parameters or token-endpoint JSON) as an EntraError."""
     error = str(response.get("error", ""))
     description = str(response.get("error_description", ""))
-    codes = response.get("error_codes") or [int(m) for m in _AADSTS.findall(description)[:1]]
+    codes = response.get("error_codes")
+    if not isinstance(codes, list) or not codes:
+        codes = _AADSTS.findall(description)[:1]
     try:
         aadsts = int(codes[0]) if codes else None
     except (TypeError, ValueError):

@@ -27,12 +27,6 @@ class Purpose(StrEnum):
         """Sign-in proves who the person is and keeps no token (``?identityOnly=true``)."""
         return self is Purpose.SIGN_IN
 
-    @property
-    def label(self) -> str:
-        return {"signup": "Signup", "sign_in": "Sign-in", "reauthorize": "Re-authorization"}[
-            self.value
-        ]
-
 
 def is_tenant_id(value: str) -> bool:
     return bool(_GUID.match(value or ""))

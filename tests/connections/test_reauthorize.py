@@ -224,6 +224,7 @@ def test_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin,
     assert stored_row(admin.connection) == before
     assert Pending.objects.count() == 1  # still the first request's to finish
     assert "already being completed" in admin.client.get(CONNECTIONS_URL).content.decode()
+    assert not AuditEvent.objects.filter(action="reauthorize").exists()  # the first one says
 
 
 def test_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):

@@ -395,3 +395,20 @@ def test_the_network_guard_blocks_anything_but_the_emulator():
             "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
             timeout=2,
         )
+
+
+def test_credentials_of_another_app_than_the_flows_are_refused_before_any_token_request(
+    person, emulator, demo
+):
+    """The account's app changed while the person was at Microsoft: start again."""
+    browser = person()
+    request = browser.request(sign_in(browser))
+    flow = flows.pop(request, identity_only=False)
+    other_app = AppCredentials(
+        "0f0f0f0f-0000-4000-8000-000000000000", flow.tenant, Secret(demo.client_secret)
+    )
+
+    with pytest.raises(FlowExpired) as raised:
+        flows.redeem(flow, request.GET, credentials=other_app)
+    assert raised.value.code == "credentials_changed"
+    assert token_requests(emulator) == []
