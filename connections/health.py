@@ -96,7 +96,7 @@ def connection_access_token(
     """
     with transaction.atomic():
         locked = (
-            DynamicsConnection.objects.select_for_update()
+            DynamicsConnection.objects.select_for_update(of=("self",))
             .select_related("account__entra_app")
             .get(pk=connection.pk)
         )
