@@ -1,9 +1,14 @@
 """Start-up checks for the Entra ID settings (run by manage.py and by wsgi.py)."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
+
+
+# Entra ID allows http redirect URIs on these hosts only.
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 @checks.register(checks.Tags.security)
@@ -26,12 +31,14 @@ def check_entra_settings(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 id="accounts.E002",
             )
         )
-    if not settings.DEBUG and not settings.PUBLIC_BASE_URL.startswith("https://"):
+    base = urlsplit(settings.PUBLIC_BASE_URL)
+    if not settings.DEBUG and base.scheme != "https" and base.hostname not in _LOOPBACK:
         messages.append(
-            checks.Warning(
+            checks.Error(
                 "PUBLIC_BASE_URL is not https while DEBUG is off.",
-                hint="Entra ID only accepts http redirect URIs for localhost.",
-                id="accounts.W001",
+                hint="Entra ID accepts http redirect URIs for localhost only, and session "
+                "cookies must not travel in clear: serve the app over https.",
+                id="accounts.E003",
             )
         )
     if settings.DEBUG and not settings.ENTRA_AUTHORITY_HOST.startswith(

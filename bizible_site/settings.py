@@ -18,7 +18,7 @@ VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 # A fixed, clearly unsafe key only in DEBUG, so that `manage.py` works for a developer without
-# any set-up; the `accounts.W001` check says so. Production must set its own.
+# any set-up. Without DEBUG the app refuses to start unless DJANGO_SECRET_KEY is set.
 SECRET_KEY = env_str("DJANGO_SECRET_KEY") or (
     "insecure-development-key-do-not-use-in-production" if DEBUG else ""
 )

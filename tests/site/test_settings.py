@@ -113,6 +113,37 @@ def test_a_missing_ca_bundle_file_fails_the_system_checks(settings, tmp_path):
         call_command("check")
 
 
+@pytest.mark.parametrize(
+    ("base_url", "refused"),
+    [
+        ("http://connect.example.com", True),
+        ("https://connect.example.com", False),
+        ("http://localhost:8000", False),  # Entra ID's own exception for loopback
+    ],
+)
+def test_the_wsgi_entry_point_refuses_a_plain_http_public_url_without_debug(
+    tmp_path, base_url, refused
+):
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "FIELD_ENCRYPTION_KEYS": "eB4DBo7t5RMaRwQHJ_MX6eNg1YMhj51ri2kUTxghQ-U=",
+        "PUBLIC_BASE_URL": base_url,
+        "VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import bizible_site.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert (result.returncode != 0) is refused, result.stderr
+    assert ("accounts.E003" in result.stderr) is refused
+
+
 def test_the_wsgi_entry_point_refuses_to_start_without_encryption_keys(tmp_path):
     env = {
         "PATH": os.environ["PATH"],
