@@ -1,7 +1,7 @@
 """Id-token validation, because MSAL 1.39 only decodes the id token (OIDC Core 3.1.3.7).
 
-RS256 signature against the authority's JWKS (cached per process, refetched at most once a
-minute for an unknown ``kid``: key rollover), ``aud`` and ``azp`` (our client id), ``iss``
+RS256 signature against the authority's JWKS (cached per process for at most a day, and
+refetched at most once a minute for an unknown ``kid``: key rollover), ``aud`` and ``azp`` (our client id), ``iss``
 (exactly ``{ENTRA_AUTHORITY_HOST}/{tid}/v2.0``), ``tid`` (the flow's tenant, when the flow has
 one), ``exp``/``nbf``/``iat`` with a small skew, ``sub`` and ``oid``.
 """
@@ -22,6 +22,8 @@ from lib.entra.types import authority_url, is_tenant_id
 CLOCK_SKEW_SECONDS = 120
 # A kid we have not seen triggers one JWKS refetch (key rollover), at most this often.
 _JWKS_MIN_REFETCH_SECONDS = 60
+# A key set is trusted this long: a key Microsoft withdraws stops verifying within a day.
+JWKS_MAX_AGE_SECONDS = 24 * 3600
 _jwks: dict[str, tuple[float, dict[str, jwt.PyJWK]]] = {}
 
 
@@ -93,7 +95,8 @@ def _signing_key(tenant: str, kid: str) -> jwt.PyJWK:
     """The JWKS key with this ``kid``; refetches the key set once if the kid is new (rotation)."""
     jwks_uri = f"{authority_url(tenant)}/discovery/v2.0/keys"
     fetched_at, keys = _jwks.get(jwks_uri, (0.0, {}))
-    if kid not in keys and time.time() - fetched_at > _JWKS_MIN_REFETCH_SECONDS:
+    age = time.time() - fetched_at
+    if age > JWKS_MAX_AGE_SECONDS or (kid not in keys and age > _JWKS_MIN_REFETCH_SECONDS):
         keys = _fetch_jwks(jwks_uri)
         _jwks[jwks_uri] = (time.time(), keys)
     if kid not in keys:

@@ -412,3 +412,20 @@ def test_credentials_of_another_app_than_the_flows_are_refused_before_any_token_
         flows.redeem(flow, request.GET, credentials=other_app)
     assert raised.value.code == "credentials_changed"
     assert token_requests(emulator) == []
+
+
+def test_a_signing_key_withdrawn_from_the_jwks_stops_verifying_after_a_day(
+    person, emulator, demo, monkeypatch
+):
+    from lib.entra import id_token
+
+    browser = person()
+    complete(browser, sign_in(browser), secret=demo.client_secret)  # the key set is cached
+    monkeypatch.setattr(id_token, "_fetch_jwks", lambda uri: {})  # Microsoft withdrew the key
+
+    complete(browser, sign_in(browser), secret=demo.client_secret)  # cached: still trusted
+    a_day_later = time.time() + id_token.JWKS_MAX_AGE_SECONDS + 1
+    monkeypatch.setattr(id_token.time, "time", lambda: a_day_later)
+    with pytest.raises(InvalidIdToken) as raised:
+        complete(browser, sign_in(browser), secret=demo.client_secret)
+    assert raised.value.code == "id_token_kid"
