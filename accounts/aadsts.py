@@ -195,6 +195,12 @@ _CODES: dict[str, _Row] = {
         Remedy.START_AGAIN,
         "Microsoft did not grant access to Dynamics 365. Start again and accept the permissions.",
     ),
+    "refresh_token_not_granted": _Row(
+        Remedy.START_AGAIN,
+        "Microsoft did not issue a refresh token, so the connection would stop working within "
+        "an hour. Start again and accept every permission; if it keeps happening, ask your "
+        "Entra ID admin whether a policy withholds offline access from this app.",
+    ),
     "no_cached_account": _Row(
         Remedy.REAUTHORIZE,
         "No stored sign-in was found for this connection. Re-authorize it.",

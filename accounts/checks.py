@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 
-
 # Entra ID allows http redirect URIs on these hosts only.
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 

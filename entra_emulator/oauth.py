@@ -361,6 +361,8 @@ def _issue(emu: EmulatorState, req: Request, app: App, grant: _Grant) -> Respons
         body["id_token"] = emu.signer.sign(id_token)
     if req.params.get("client_info") == "1":
         body["client_info"] = client_info(user.oid, user.tenant_id)
+    # Entra leaves out what was not granted (a refresh token without offline_access, a scope).
+    body = with_overrides(body, _claim_overrides(fault, "response"))
     return json_response(200, body, headers=_NO_STORE)
 
 

@@ -13,13 +13,13 @@ from .web import Request, Response, json_response
 #: Which fault actions make sense where.
 _BASIC_ACTIONS = frozenset({"status", "delay", "body"})
 FAULT_ACTIONS: dict[str, frozenset[str]] = {
-    "token": _BASIC_ACTIONS | {"aadsts", "claims", "access_token_claims"},
+    "token": _BASIC_ACTIONS | {"aadsts", "claims", "access_token_claims", "response"},
     "authorize": _BASIC_ACTIONS | {"aadsts"},
     "discovery": _BASIC_ACTIONS | {"aadsts"},
     "jwks": _BASIC_ACTIONS,
     "whoami": _BASIC_ACTIONS,
 }
-_ALL_ACTIONS = ("aadsts", "status", "delay", "body", "claims", "access_token_claims")
+_ALL_ACTIONS = ("aadsts", "status", "delay", "body", "claims", "access_token_claims", "response")
 
 
 class BadRequest(ValueError):
@@ -120,6 +120,7 @@ def parse_fault(body: dict[str, Any]) -> Fault:
         "body": (isinstance(value, str), "a string"),
         "claims": (isinstance(value, dict), "an object of claims"),
         "access_token_claims": (isinstance(value, dict), "an object of claims"),
+        "response": (isinstance(value, dict), "an object of token-response fields"),
     }
     ok, expected = checks[action]
     if not ok:

@@ -51,6 +51,12 @@ def callback_view(
     @never_cache
     @sensitive_variables()  # hides the client secret and tokens in every frame below this one
     def oauth2_callback(request: HttpRequest) -> HttpResponse:
+        response = _complete(request)
+        # The code is in this page's URL: no Referer may ever carry it on (RFC 9700 4.2.4).
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    def _complete(request: HttpRequest) -> HttpResponse:
         try:
             flow = flows.pop(request, identity_only=request.GET.get("identityOnly") == "true")
         except FlowExpired as error:

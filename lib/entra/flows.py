@@ -63,7 +63,9 @@ def start(
     ``context`` must be JSON-serializable and hold identifiers only: it comes back unchanged in
     ``StoredFlow.context``. ``next_url`` must already be validated.
     """
-    flow = application(client_id, tenant).initiate_auth_code_flow(
+    flow = application(
+        client_id, tenant, identity_only=purpose.identity_only
+    ).initiate_auth_code_flow(
         list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only)
     )
     flows = {s: f for s, f in (request.session.get(FLOWS_SESSION_KEY) or {}).items() if _is_live(f)}
@@ -122,6 +124,10 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
     if not _is_live(entry):
         log_failure("callback", "flow_expired")
         raise FlowExpired(code="flow_expired", purpose=purpose, context=entry["context"])
+    if "code" in request.GET and "error" in request.GET:
+        # MSAL would redeem the code and ignore the error: an answer cannot be both.
+        log_failure("callback", "code_and_error", purpose=purpose.value)
+        raise FlowExpired(code="code_and_error", purpose=purpose, context=entry["context"])
     if purpose.identity_only != identity_only:
         log_failure("callback", "purpose_mismatch", purpose=purpose.value)
         raise FlowExpired(code="purpose_mismatch", purpose=purpose, context=entry["context"])
@@ -151,7 +157,11 @@ def redeem(
     keep_tokens = not flow.purpose.identity_only
     token_cache = msal.SerializableTokenCache()
     msal_app = application(
-        credentials.client_id, flow.tenant, credentials=credentials, token_cache=token_cache
+        credentials.client_id,
+        flow.tenant,
+        credentials=credentials,
+        token_cache=token_cache,
+        identity_only=not keep_tokens,
     )
     auth_response = {k: v for k, v in callback_params.items() if k in CALLBACK_PARAMETERS}
     log_fields = {"purpose": flow.purpose.value, "client_id": flow.client_id}
@@ -171,6 +181,10 @@ def redeem(
         if not result.get("access_token") or not set(flow.scopes) <= granted:
             log_failure("token", "scope_not_granted", **log_fields)
             raise EntraRejected(code="scope_not_granted")
+        if not result.get("refresh_token"):
+            # Without it the connection would die with the access token, an hour from now.
+            log_failure("token", "refresh_token_not_granted", **log_fields)
+            raise EntraRejected(code="refresh_token_not_granted")
     accounts = msal_app.get_accounts() if keep_tokens else []
     logger.info(
         "Entra ID flow completed",

@@ -122,9 +122,11 @@ def application(
     *,
     credentials: AppCredentials | None = None,
     token_cache: msal.TokenCache | None = None,
+    identity_only: bool = False,
 ) -> msal.ClientApplication:
     """An MSAL application on this tenant's authority: public without credentials (enough to
-    build an authorize URL), confidential with them (token requests)."""
+    build an authorize URL), confidential with them (token requests). ``identity_only`` keeps
+    MSAL from asking for ``offline_access``: a sign-in keeps no refresh token to ask for."""
     log_fields = {"client_id": client_id, "tenant": tenant}
     options = {
         "authority": authority_url(tenant),
@@ -132,6 +134,7 @@ def application(
         "http_cache": _http_cache,
         "instance_discovery": _instance_discovery(),
         "token_cache": token_cache,
+        "exclude_scopes": ["offline_access"] if identity_only else None,
     }
     with msal_errors("discovery", **log_fields):
         try:

@@ -1,9 +1,9 @@
 """Id-token validation, because MSAL 1.39 only decodes the id token (OIDC Core 3.1.3.7).
 
 RS256 signature against the authority's JWKS (cached per process for at most a day, and
-refetched at most once a minute for an unknown ``kid``: key rollover), ``aud`` and ``azp`` (our client id), ``iss``
-(exactly ``{ENTRA_AUTHORITY_HOST}/{tid}/v2.0``), ``tid`` (the flow's tenant, when the flow has
-one), ``exp``/``nbf``/``iat`` with a small skew, ``sub`` and ``oid``.
+refetched at most once a minute for an unknown ``kid``: key rollover), ``aud`` and ``azp``
+(our client id), ``iss`` (exactly ``{ENTRA_AUTHORITY_HOST}/{tid}/v2.0``), ``tid`` (the flow's
+tenant, when the flow has one), ``exp``/``nbf``/``iat`` with a small skew, ``sub`` and ``oid``.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def test_sign_in_asks_the_accounts_tenant_for_identity_only(person, account, emu
     assert parts.path == f"/{demo.tenant_id}/oauth2/v2.0/authorize"
     assert query["client_id"] == [demo.client_id]
     assert query["redirect_uri"] == ["http://testserver/OAuth2?identityOnly=true"]
-    assert set(query["scope"][0].split()) == {"openid", "profile", "offline_access"}
+    assert set(query["scope"][0].split()) == {"openid", "profile"}  # no refresh token wanted
     assert "prompt" not in query
 
 
@@ -390,3 +390,24 @@ def test_a_failed_sign_in_is_logged_with_the_account_and_code(
         account.account_id,
         "AADSTS7000215",
     )
+
+
+def test_a_callback_with_both_a_code_and_an_error_signs_nobody_in(person, account, emulator, demo):
+    someone = person(demo.member)
+    redirect = someone.at_microsoft(someone.start_sign_in(account))
+    log_before = len(emulator.log())
+
+    response = someone.follow(f"{redirect}&error=access_denied")
+
+    assert response.status_code == 400
+    assert "_auth_user_id" not in someone.client.session
+    assert not [e for e in emulator.log()[log_before:] if e["endpoint"] == "token"]
+
+
+def test_the_callback_page_sends_no_referrer_at_all(person, account, demo, client):
+    someone = person(demo.member)
+    signed_in = someone.sign_in(account)
+    refused = client.get("/OAuth2?state=unknown&code=abc")
+
+    assert signed_in["Referrer-Policy"] == refused["Referrer-Policy"] == "no-referrer"
+    assert client.get("/")["Referrer-Policy"] == "same-origin"

@@ -132,6 +132,16 @@ def test_any_failure_leaves_the_stored_connection_byte_for_byte(admin, emulator,
     assert AuditEvent.objects.get(action="reauthorize").outcome == AuditEvent.Outcome.FAILURE
 
 
+def test_a_re_authorization_without_a_refresh_token_changes_nothing(admin, emulator):
+    before = stored_row(admin.connection)
+    emulator.fault(endpoint="token", response={"refresh_token": None})
+
+    page = admin.reauthorize()
+
+    assert stored_row(admin.connection) == before
+    assert "did not issue a refresh token" in page.content.decode()
+
+
 def test_cancelling_changes_nothing(admin, emulator):
     emulator.fault(endpoint="authorize", aadsts=65004, error="access_denied")
     before = stored_row(admin.connection)

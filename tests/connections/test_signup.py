@@ -311,6 +311,24 @@ def test_a_user_who_is_not_in_the_dynamics_org_is_told_so(person, emulator, demo
     assert_back_on_the_form_with(newhire, response, demo, "not a user of this Dynamics 365 org")
 
 
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        ({"refresh_token": None}, "did not issue a refresh token"),
+        ({"scope": "openid profile offline_access"}, "did not grant access to Dynamics 365"),
+    ],
+    ids=["no-refresh-token", "no-dynamics-scope"],
+)
+def test_tokens_that_could_not_keep_the_connection_alive_create_nothing(
+    emulator, demo, visitor, response, message
+):
+    emulator.fault(endpoint="token", response=response)
+
+    response = visitor.sign_up()
+
+    assert_back_on_the_form_with(visitor, response, demo, message)
+
+
 def test_an_unreachable_entra_id_creates_nothing(emulator, demo, visitor, settings):
     settings.ENTRA_HTTP_TIMEOUT = 0.5
     emulator.fault(endpoint="token", delay=1.5)
