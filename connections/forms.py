@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
 from django import forms
@@ -96,12 +97,27 @@ def normalize_phone(raw: str) -> str:
     return f"+{digits}" if compact.startswith("+") else digits
 
 
+def refuse_format_characters(value: str) -> None:
+    """Bidi overrides and zero-width characters (Unicode category Cf) show one text and hold
+    another: a company name with them could spoof the public sign-in page."""
+    if any(unicodedata.category(character) == "Cf" for character in value):
+        raise forms.ValidationError(
+            "Remove the invisible formatting characters (such as right-to-left marks or "
+            "zero-width spaces) from this field.",
+            code="format_characters",
+        )
+
+
 class _Form(forms.Form):
-    """Labels exactly as written (no trailing colon), as the product's copy specifies."""
+    """Labels exactly as written (no trailing colon), as the product's copy specifies; no text
+    field takes invisible formatting characters."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField):
+                field.validators.append(refuse_format_characters)
 
 
 class SignupForm(_Form):

@@ -149,7 +149,13 @@ def test_the_signup_page_lists_the_two_redirect_urls_to_register(visitor, entra_
         ("company_name", "x" * 10_000, "at most 200 characters"),
         ("client_secret", "x" * 10_000, "at most 1024 characters"),
         ("org_url", "https://" + "a" * 10_000 + ".crm.dynamics.com", "at most 300 characters"),
+        ("company_name", "Contoso \u202eLtd", "invisible formatting characters"),
+        ("company_name", "Contoso\u200b Ltd", "invisible formatting characters"),
+        ("phone", "+1 425\u200d 555 0100", "invisible formatting characters"),
+        ("website", "https://contoso\u2066.example", "invisible formatting characters"),
+        ("client_id", "\ufeff3f2b6a1c-0d4e-4f5a-9b8c-7d6e5f4a3b2c", "invisible formatting"),
     ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
 )
 def test_a_bad_field_is_explained_next_to_it_and_nothing_starts(
     entra_emulator, demo, visitor, field, value, message
