@@ -13,9 +13,16 @@ _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _quote(value: object) -> str:
-    text = str(value).replace("\n", " ")
-    return f'"{text}"' if (" " in text or "=" in text or not text) else text
+    """One value, escaped so that no value can end its field, forge another, or start a line:
+    backslashes, quotes and every control or line-breaking character are written as escapes."""
+    text = "".join(
+        _ESCAPES.get(c) or (f"\\u{ord(c):04x}" if not c.isprintable() else c) for c in str(value)
+    )
+    return f'"{text}"' if (" " in text or "=" in text or '"' in text or not text) else text
 
 
 def _describe(key: str, value: object) -> object:

@@ -10,6 +10,7 @@ ever read back from the callback's query string except ``state``, ``code`` and `
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -142,6 +143,26 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
     )
 
 
+_OAUTH_ERROR = re.compile(r"^[a-z_]{1,64}$")
+_MAX_DESCRIPTION = 1000
+
+
+def _documented_shape(auth_response: dict[str, str]) -> dict[str, str]:
+    """An ``error`` from the browser, as RFC 6749 4.1.2.1 shapes it, before MSAL or a log sees
+    it: anyone can send one with a valid state (their own sign-in's), and MSAL would echo a
+    raw one into the next request's telemetry header."""
+    if "error" not in auth_response:
+        return auth_response
+    error = auth_response["error"]
+    description = auth_response.get("error_description", "")
+    shaped = {**auth_response, "error": error if _OAUTH_ERROR.match(error) else "invalid_error"}
+    if description.isprintable() and len(description) <= _MAX_DESCRIPTION:
+        shaped["error_description"] = description
+    else:
+        shaped.pop("error_description", None)
+    return shaped
+
+
 def redeem(
     flow: StoredFlow, callback_params: Mapping[str, str], *, credentials: AppCredentials
 ) -> ProvenIdentity:
@@ -163,7 +184,9 @@ def redeem(
         token_cache=token_cache,
         identity_only=not keep_tokens,
     )
-    auth_response = {k: v for k, v in callback_params.items() if k in CALLBACK_PARAMETERS}
+    auth_response = _documented_shape(
+        {k: v for k, v in callback_params.items() if k in CALLBACK_PARAMETERS}
+    )
     log_fields = {"purpose": flow.purpose.value, "client_id": flow.client_id}
     with msal_errors("token", **log_fields):
         result = msal_app.acquire_token_by_auth_code_flow(dict(flow.msal_flow), auth_response)

@@ -1,6 +1,8 @@
 """Log lines as operators see them: formatted, one line per event, no secret in any."""
 
 import logging
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
@@ -40,3 +42,44 @@ def test_extra_fields_become_key_value_pairs():
     assert 'msg="signed in"' in line
     assert "account=abc code=AADSTS50105" in line
     assert 'detail="two words"' in line
+
+
+FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^ ]*)')
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['x" outcome="success', "x\r\nlevel=info outcome=success", 'a\\" b', "\u2028forged"],
+)
+def test_a_logged_value_can_neither_forge_a_field_nor_start_a_line(hostile):
+    record = logging.LogRecord(
+        "dynamics_connect.auth", logging.WARNING, __file__, 1, "m", None, None
+    )
+    record.code = hostile
+    record.outcome = "failure"
+
+    line = KeyValueFormatter().format(record)
+
+    assert len(line.splitlines()) == 1 and "\u2028" not in line
+    fields = FIELD.findall(line)
+    assert [value for key, value in fields if key == "outcome"] == ["failure"]
+    assert [key for key, _ in fields].count("level") == 1
+
+
+def test_a_hostile_error_in_a_callback_is_logged_harmlessly_and_sign_in_still_works(
+    person, account, demo, caplog
+):
+    attacker = person(demo.outsider)
+    state = parse_qs(urlsplit(attacker.start_sign_in(account)).query)["state"][0]
+    hostile = 'x\r\nInjected: y" outcome="success'
+
+    refused = attacker.client.get(
+        "/OAuth2",
+        {"identityOnly": "true", "state": state, "error": hostile, "error_description": hostile},
+    )
+
+    assert refused.status_code == 400
+    text = formatted(caplog.records)
+    assert "Injected" not in text and 'outcome="success' not in text
+    assert any(getattr(r, "code", "") == "invalid_error" for r in caplog.records)
+    assert person(demo.member).sign_in(account).status_code == 302
