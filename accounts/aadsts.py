@@ -201,6 +201,16 @@ _CODES: dict[str, _Row] = {
         "an hour. Start again and accept every permission; if it keeps happening, ask your "
         "Entra ID admin whether a policy withholds offline access from this app.",
     ),
+    "refreshed_id_token_invalid": _Row(
+        Remedy.REAUTHORIZE,
+        "Microsoft's answer to a token refresh could not be verified, so nothing of it was "
+        "kept. Re-authorize the Dynamics connection.",
+    ),
+    "refreshed_identity_changed": _Row(
+        Remedy.REAUTHORIZE,
+        "A token refresh named another user or tenant than the one this connection was "
+        "authorized as, so nothing of it was kept. Re-authorize the Dynamics connection.",
+    ),
     "no_cached_account": _Row(
         Remedy.REAUTHORIZE,
         "No stored sign-in was found for this connection. Re-authorize it.",

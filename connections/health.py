@@ -143,9 +143,10 @@ class CheckResult:
 
 
 def connection_check(*, connection: DynamicsConnection) -> CheckResult:
-    """Prove the connection works now: a (silently refreshed) token and a WhoAmI call."""
+    """Prove the whole chain works now: a refresh (forced, so the app credentials and the
+    refresh token are proven too, not only a cached access token) and a WhoAmI call."""
     try:
-        checked = _who_am_i(connection, force_refresh=False)
+        checked = _who_am_i(connection, retry=True)
     except ConnectionUnusable as unusable:
         result = CheckResult(connection, False, unusable.message, unusable.code)
     else:
@@ -154,15 +155,15 @@ def connection_check(*, connection: DynamicsConnection) -> CheckResult:
     return result
 
 
-def _who_am_i(connection: DynamicsConnection, *, force_refresh: bool) -> DynamicsConnection:
-    """WhoAmI with the connection's token, health recorded either way. A token Dynamics
-    refuses gets one forced refresh before the connection needs re-authentication."""
-    token, checked = connection_access_token(connection=connection, force_refresh=force_refresh)
+def _who_am_i(connection: DynamicsConnection, *, retry: bool) -> DynamicsConnection:
+    """WhoAmI with a newly refreshed token, health recorded either way. A token Dynamics
+    refuses gets one more refresh before the connection needs re-authentication."""
+    token, checked = connection_access_token(connection=connection, force_refresh=True)
     try:
         dynamics.who_am_i(checked.org_url, token)
     except dynamics.DynamicsError as error:
-        if error.token_rejected and not force_refresh:
-            return _who_am_i(connection, force_refresh=True)
+        if error.token_rejected and retry:
+            return _who_am_i(connection, retry=False)
         code = f"dynamics_{error.code}"
         broken = error.token_rejected or error.code == "not_a_member"
         status = Status.NEEDS_REAUTH if broken else Status.ERROR

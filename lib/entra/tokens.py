@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jwt
 import msal
 
-from lib.entra.errors import EntraRejected, Remedy, error_from_response
+from lib.entra.errors import EntraRejected, InvalidIdToken, Remedy, error_from_response
 from lib.entra.http import application, log_failure, msal_errors
+from lib.entra.id_token import validate_id_token
 from lib.entra.types import AppCredentials
 from lib.secret import Secret
 
@@ -54,6 +56,7 @@ def acquire_token_silently(
     if account is None:
         raise EntraRejected(code="no_cached_account", remedy=Remedy.REAUTHORIZE)
     log_fields = {"client_id": credentials.client_id}
+    signed_in_as = _identity(cache, account)
     with msal_errors("refresh", **log_fields):
         result = msal_app.acquire_token_silent_with_error(
             list(scopes), account=account, force_refresh=force_refresh
@@ -64,7 +67,42 @@ def acquire_token_silently(
         error = error_from_response(result, from_token_endpoint=True)
         log_failure("refresh", error.code, correlation_id=error.correlation_id, **log_fields)
         raise error
+    if result.get("id_token"):
+        _check_refreshed_identity(result["id_token"], signed_in_as, credentials.client_id, tenant)
     return SilentToken(
         access_token=Secret(result["access_token"]),
         token_cache=Secret(cache.serialize()) if cache.has_state_changed else None,
     )
+
+
+_IDENTITY_CLAIMS = ("oid", "sub", "tid", "iss")
+
+
+def _identity(cache: msal.SerializableTokenCache, account: dict) -> dict[str, str]:
+    """Who the stored tokens were issued to: the claims of the id token MSAL cached with them
+    (validated when they were issued)."""
+    id_tokens = cache.search(
+        msal.TokenCache.CredentialType.ID_TOKEN,
+        query={"home_account_id": account["home_account_id"]},
+    )
+    for entry in id_tokens:
+        claims = jwt.decode(entry["secret"], options={"verify_signature": False})
+        return {name: str(claims.get(name, "")) for name in _IDENTITY_CLAIMS}
+    return {}
+
+
+def _check_refreshed_identity(
+    id_token: str, signed_in_as: dict[str, str], client_id: str, tenant: str
+) -> None:
+    """A refresh's id token is checked as a sign-in's is (OIDC Core 12.2), and must name the
+    same person in the same tenant as the stored one; otherwise nothing of it is kept."""
+    try:
+        claims = validate_id_token(id_token, client_id=client_id, tenant=tenant)
+    except InvalidIdToken as invalid:
+        log_failure("refresh", f"refreshed_{invalid.code}", client_id=client_id)
+        raise EntraRejected(code="refreshed_id_token_invalid", remedy=Remedy.REAUTHORIZE) from None
+    refreshed = {name: str(claims.get(name, "")) for name in _IDENTITY_CLAIMS}
+    if not signed_in_as or refreshed != signed_in_as:
+        changed = sorted(n for n in _IDENTITY_CLAIMS if refreshed[n] != signed_in_as.get(n))
+        log_failure("refresh", "identity_changed", client_id=client_id, claims=",".join(changed))
+        raise EntraRejected(code="refreshed_identity_changed", remedy=Remedy.REAUTHORIZE)

@@ -32,7 +32,8 @@ def grants(emulator, grant_type: str) -> list[dict]:
     return [e for e in emulator.log() if e["endpoint"] == "token" and e["grant_type"] == grant_type]
 
 
-def test_a_fresh_token_is_used_from_the_cache_without_any_request(connection, emulator):
+def test_a_check_always_refreshes_so_that_passing_proves_the_whole_chain(connection, emulator):
+    """A valid cached access token would prove neither the secret nor the refresh token."""
     cache_before = connection.token_cache_encrypted
     log_before = len(emulator.log())
 
@@ -40,9 +41,43 @@ def test_a_fresh_token_is_used_from_the_cache_without_any_request(connection, em
 
     assert result.ok
     new_requests = emulator.log()[log_before:]
-    assert [e["endpoint"] for e in new_requests] == ["whoami"]
+    assert [(e["endpoint"], e["grant_type"]) for e in new_requests] == [
+        ("token", "refresh_token"),
+        ("whoami", None),
+    ]
     connection.refresh_from_db()
+    assert connection.token_cache_encrypted != cache_before
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"oid": "0b9e5f55-7a61-4d7c-9b0e-6f1a2b3c4d5e"},
+        {"sub": "someone-else"},
+        {"tid": "{other}", "iss": "{emulator}/{other}/v2.0"},
+        {"aud": "00000000-0000-0000-0000-000000000000"},
+    ],
+    ids=["oid", "sub", "tid", "aud"],
+)
+def test_a_refresh_naming_someone_else_keeps_nothing_and_needs_reauthentication(
+    connection, emulator, demo, claims
+):
+    values = {"other": demo.other_tenant_id, "emulator": emulator.url}
+    emulator.fault(
+        endpoint="token",
+        grant_type="refresh_token",
+        claims={k: v.format(**values) for k, v in claims.items()},
+    )
+    cache_before = connection.token_cache_encrypted
+
+    result = connection_check(connection=connection)
+
+    connection.refresh_from_db()
+    assert not result.ok
+    assert connection.status == DynamicsConnection.Status.NEEDS_REAUTH
+    assert connection.last_error_code.startswith("refreshed_")
     assert connection.token_cache_encrypted == cache_before
+    assert not [e for e in emulator.log() if e["endpoint"] == "whoami"][1:]  # signup's only
 
 
 def test_an_expired_token_is_refreshed_once_and_the_cache_saved(emulator, demo, visitor):
@@ -79,22 +114,22 @@ def test_a_revoked_refresh_token_marks_the_connection_needs_reauthentication(
     assert "Re-authorize" in connection.last_error_message
 
 
-def test_a_whoami_401_gets_one_forced_refresh_then_needs_reauthentication(connection, emulator):
+def test_a_whoami_401_gets_one_more_refresh_then_needs_reauthentication(connection, emulator):
     emulator.fault(endpoint="whoami", status=401, count=2)
 
     result = connection_check(connection=connection)
 
     connection.refresh_from_db()
     assert not result.ok
-    assert len(grants(emulator, "refresh_token")) == 1
+    assert len(grants(emulator, "refresh_token")) == 2
     assert connection.status == DynamicsConnection.Status.NEEDS_REAUTH
 
 
-def test_a_whoami_401_cured_by_a_refresh_stays_connected(connection, emulator):
+def test_a_whoami_401_cured_by_another_refresh_stays_connected(connection, emulator):
     emulator.fault(endpoint="whoami", status=401, count=1)
 
     assert connection_check(connection=connection).ok
-    assert len(grants(emulator, "refresh_token")) == 1
+    assert len(grants(emulator, "refresh_token")) == 2
 
 
 def test_dynamics_being_down_is_an_error_not_a_reauthentication(connection, emulator):
