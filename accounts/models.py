@@ -178,3 +178,18 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.outcome}"
+
+
+class RateLimitCounter(models.Model):
+    """The counters ``lib/ratelimit.py`` keeps when no Redis is configured. It reads and
+    writes this table with SQL, by its name, so that the leaf imports no app."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+    hits = models.PositiveIntegerField()
+    expires_at = models.FloatField(db_index=True)
+
+    class Meta:
+        db_table = "rate_limit_counter"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.hits}"

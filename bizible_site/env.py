@@ -75,3 +75,19 @@ def parse_origin(raw: str, *, name: str, allow_path: bool = False) -> str:
     except ValueError:
         raise ImproperlyConfigured(f"{name} has an invalid port: {raw!r}.") from None
     return raw.rstrip("/")
+
+
+def env_redis_url(name: str) -> str:
+    """A ``redis://`` or ``rediss://`` URL, or "" when unset. Never quoted back: it may hold a
+    password."""
+    raw = env_str(name)
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has an invalid port.") from None
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be a redis:// or rediss:// URL with a host.")
+    return raw

@@ -10,7 +10,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from bizible_site.env import env_bool, env_float, env_list, env_origin, env_origin_list, env_str
+from bizible_site.env import (
+    env_bool,
+    env_float,
+    env_list,
+    env_origin,
+    env_origin_list,
+    env_redis_url,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
@@ -109,12 +117,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# In the database, so that every app process shares it (rate limits); no extra service.
+# A Redis server (redis:// or rediss://) shared by every app process: the cache and the rate
+# limits' counters. Unset, both live in the database, so no extra service is needed.
+CACHE_URL = env_redis_url("CACHE_URL")
 CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "dynamics_connect_cache",
-    }
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "dynamics_connect_cache",
+        }
+    )
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,35 +1,107 @@
-"""A per-client-address limit on the requests that start an Entra ID flow.
+"""Per-client limits: on the requests that start an Entra ID flow, and on failed admin logins.
 
 Each start costs a database row (signup, re-authorization) and a trip to Microsoft; a client
 that posts faster than a person could is refused with 429 and told when to try again. Counts
-live in Django's cache, which is the database by default, so every app process shares them.
+are atomic and shared by every app process: Redis ``INCR`` when ``CACHE_URL`` names a Redis
+server, else one ``INSERT ... ON CONFLICT DO UPDATE SET hits = hits + 1`` on the
+``rate_limit_counter`` table (created by the accounts app's migrations; this leaf speaks SQL to
+it by name, so that it imports no app). Never a read followed by a write.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 logger = logging.getLogger("dynamics_connect.auth")
 
 WINDOW_SECONDS = 60
+TABLE = "rate_limit_counter"
+_REDIS_PREFIX = "dynamics_connect:ratelimit:"
 
 
 def client_address(request: HttpRequest) -> str:
     """The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies the address
-    the outermost trusted proxy saw (never a value the client wrote itself)."""
+    the outermost trusted proxy saw (never a value the client wrote itself). An IPv6 client is
+    its /64: one customer's block, which it could otherwise rotate through."""
     proxies = settings.TRUSTED_PROXY_COUNT
     forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    if proxies and len(forwarded) >= proxies:
-        return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR", "")
+    raw = forwarded[-proxies] if proxies and len(forwarded) >= proxies else ""
+    raw = raw or request.META.get("REMOTE_ADDR", "")
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
+@functools.lru_cache(maxsize=4)
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _count(key: str, *, add: int) -> int:
+    """Add to a counter of the current window (0: just read it) and return its value."""
+    window = int(time.time() // WINDOW_SECONDS)
+    expires_at = (window + 2) * WINDOW_SECONDS
+    key = f"{key}:{window}"
+    if settings.CACHE_URL:
+        client = _redis(settings.CACHE_URL)
+        if not add:
+            return int(client.get(_REDIS_PREFIX + key) or 0)
+        pipe = client.pipeline(transaction=True)
+        pipe.incrby(_REDIS_PREFIX + key, add)
+        pipe.expireat(_REDIS_PREFIX + key, expires_at)
+        return int(pipe.execute()[0])
+    with connection.cursor() as cursor:
+        if not add:
+            cursor.execute(f"SELECT hits FROM {TABLE} WHERE key = %s", [key])  # noqa: S608 - a constant table name
+            row = cursor.fetchone()
+            return row[0] if row else 0
+        cursor.execute(
+            f"INSERT INTO {TABLE} (key, hits, expires_at) VALUES (%s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT (key) DO UPDATE SET hits = {TABLE}.hits + excluded.hits "
+            "RETURNING hits",
+            [key, add, expires_at],
+        )
+        hits = cursor.fetchone()[0]
+        if hits == add:  # a new window: forget the ones that ended
+            cursor.execute(f"DELETE FROM {TABLE} WHERE expires_at < %s", [time.time()])  # noqa: S608
+    return hits
+
+
+def hit(scope: str, key: str) -> int:
+    """Count one more for ``key`` in ``scope`` this window; returns the new count."""
+    return _count(f"{scope}:{key}", add=1)
+
+
+def hits(scope: str, key: str) -> int:
+    """How many ``key`` has in ``scope`` this window (counting nothing)."""
+    return _count(f"{scope}:{key}", add=0)
+
+
+def too_many(request: HttpRequest, *, scope: str) -> HttpResponse:
+    """The plain 429 page, with when to try again."""
+    retry_after = WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS
+    logger.warning(
+        "rate limit reached", extra={"event": "rate_limited", "scope": scope, "outcome": "failure"}
+    )
+    response = render(request, "429.html", {"retry_after": retry_after}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 def rate_limited(scope: str) -> Callable:
@@ -39,19 +111,9 @@ def rate_limited(scope: str) -> Callable:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             limit = settings.AUTH_RATE_LIMIT_PER_MINUTE
-            if request.method == "POST" and limit:
-                window = int(time.time() // WINDOW_SECONDS)
-                key = f"ratelimit:{scope}:{client_address(request)}:{window}"
-                cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
-                if cache.incr(key) > limit:
-                    retry_after = WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS
-                    logger.warning(
-                        "rate limit reached",
-                        extra={"event": "rate_limited", "scope": scope, "outcome": "failure"},
-                    )
-                    response = render(request, "429.html", {"retry_after": retry_after}, status=429)
-                    response["Retry-After"] = str(retry_after)
-                    return response
+            counted = request.method == "POST" and limit
+            if counted and hit(scope, client_address(request)) > limit:
+                return too_many(request, scope=scope)
             return view(request, *args, **kwargs)
 
         return wrapper

@@ -51,7 +51,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 
 from entra_emulator.testing import RunningEmulator, run_emulator
@@ -138,7 +137,6 @@ def e2e_settings(e2e_stack, transactional_db) -> Iterator[None]:
     ):
         emulator.reset()
         entra.reset_process_caches()
-        cache.clear()  # rate-limit counts: the database cache table outlives transactional_db
         yield
         entra.reset_process_caches()
 

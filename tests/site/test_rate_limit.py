@@ -1,8 +1,14 @@
 """Starting sign-ins faster than a person could is refused for a minute."""
 
+import socket
+import threading
+import uuid
+
 import pytest
+from django.db import connection as db_connection
 from django.test import Client
 
+from tests.network_guard import allow_local_port
 from tests.people import SIGNUP_URL, signup_form
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +80,65 @@ def test_sign_in_starts_are_limited_too(account, settings):
     statuses = [client.post(f"/business/{account.account_id}/signin").status_code for _ in range(3)]
 
     assert statuses == [302, 302, 429]
+
+
+def test_an_ipv6_client_is_counted_by_its_64_block(entra_emulator, demo, settings):
+    settings.AUTH_RATE_LIMIT_PER_MINUTE = 2
+
+    one_block = [
+        post_signups(Client(REMOTE_ADDR=f"2001:db8:1:2::{n}"), demo, 1)[0] for n in range(1, 4)
+    ]
+    next_block = post_signups(Client(REMOTE_ADDR="2001:db8:1:3::1"), demo, 1)
+
+    assert one_block == [200, 200, 429]
+    assert next_block == [200]
+
+
+def redis_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["database", "redis"])
+def counter_store(request, settings):
+    """The limiter's two stores: the database table (its row lock is what makes it atomic, so
+    PostgreSQL: SQLite has one writer at a time anyway) and Redis."""
+    if request.param == "database" and db_connection.vendor == "sqlite":
+        pytest.skip("SQLite serializes every write; CI runs this on PostgreSQL.")
+    if request.param == "redis":
+        allow_local_port(6379)
+        if not redis_answers():
+            pytest.skip("No Redis at 127.0.0.1:6379; CI starts one.")
+        settings.CACHE_URL = "redis://127.0.0.1:6379/15"
+    return request.param
+
+
+@pytest.mark.django_db(transaction=True)
+def test_40_simultaneous_posts_let_exactly_the_limit_through(
+    entra_emulator, demo, settings, counter_store
+):
+    settings.AUTH_RATE_LIMIT_PER_MINUTE = 7
+    barrier = threading.Barrier(40)
+    statuses: list[int] = []
+    address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+
+    def post() -> None:
+        client = Client(REMOTE_ADDR=address)
+        barrier.wait()
+        try:
+            statuses.append(post_signups(client, demo, 1)[0])
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(statuses) == 40
+    assert statuses.count(200) == 7
+    assert statuses.count(429) == 33
