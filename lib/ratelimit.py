@@ -53,11 +53,11 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def _count(key: str, *, add: int) -> int:
-    """Add to a counter of the current window (0: just read it) and return its value."""
-    window = int(time.time() // WINDOW_SECONDS)
-    expires_at = (window + 2) * WINDOW_SECONDS
-    key = f"{key}:{window}"
+def _count(key: str, *, add: int, window: int) -> int:
+    """Add to a counter of the current ``window`` seconds (0: just read it); its value."""
+    number = int(time.time() // window)
+    expires_at = (number + 2) * window
+    key = f"{key}:{window}:{number}"
     if settings.CACHE_URL:
         client = _redis(settings.CACHE_URL)
         if not add:
@@ -83,19 +83,19 @@ def _count(key: str, *, add: int) -> int:
     return hits
 
 
-def hit(scope: str, key: str) -> int:
+def hit(scope: str, key: str, *, window: int = WINDOW_SECONDS) -> int:
     """Count one more for ``key`` in ``scope`` this window; returns the new count."""
-    return _count(f"{scope}:{key}", add=1)
+    return _count(f"{scope}:{key}", add=1, window=window)
 
 
-def hits(scope: str, key: str) -> int:
+def hits(scope: str, key: str, *, window: int = WINDOW_SECONDS) -> int:
     """How many ``key`` has in ``scope`` this window (counting nothing)."""
-    return _count(f"{scope}:{key}", add=0)
+    return _count(f"{scope}:{key}", add=0, window=window)
 
 
-def too_many(request: HttpRequest, *, scope: str) -> HttpResponse:
+def too_many(request: HttpRequest, *, scope: str, window: int = WINDOW_SECONDS) -> HttpResponse:
     """The plain 429 page, with when to try again."""
-    retry_after = WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS
+    retry_after = window - int(time.time()) % window
     logger.warning(
         "rate limit reached", extra={"event": "rate_limited", "scope": scope, "outcome": "failure"}
     )

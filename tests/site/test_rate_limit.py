@@ -142,3 +142,42 @@ def test_40_simultaneous_posts_let_exactly_the_limit_through(
     assert len(statuses) == 40
     assert statuses.count(200) == 7
     assert statuses.count(429) == 33
+
+
+class TestAdminLogin:
+    @pytest.fixture
+    def operator(self, db):
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.create_superuser("operator", "op@example.com", "Right-1!")
+
+    def log_in(self, password: str, *, username: str = "operator", address: str = "192.0.2.9"):
+        return Client(REMOTE_ADDR=address).post(
+            "/admin/login/", {"username": username, "password": password}
+        )
+
+    def test_wrong_passwords_are_refused_after_five_even_with_the_right_one(self, operator):
+        statuses = [self.log_in("wrong").status_code for _ in range(5)]
+        refused = self.log_in("Right-1!")
+
+        assert statuses == [200] * 5
+        assert refused.status_code == 429
+        assert 0 < int(refused["Retry-After"]) <= 15 * 60
+
+    def test_the_user_name_is_limited_across_addresses(self, operator):
+        for n in range(5):
+            self.log_in("wrong", address=f"198.51.100.{n}")
+
+        assert self.log_in("Right-1!", address="198.51.100.77").status_code == 429
+
+    def test_an_address_is_limited_across_user_names(self, operator):
+        for n in range(5):
+            self.log_in("wrong", username=f"guess{n}")
+
+        assert self.log_in("Right-1!").status_code == 429
+
+    def test_the_right_password_within_the_limit_logs_in(self, operator):
+        for _ in range(4):
+            self.log_in("wrong")
+
+        assert self.log_in("Right-1!").status_code == 302
