@@ -2,10 +2,11 @@
 
 ``normalize_org_url`` decides which "Application Id URL" values are Dynamics orgs;
 ``dynamics_scope`` is the delegated scope to ask Entra ID for; ``who_am_i`` proves that an
-access token works against the org. Every call has a timeout,
-follows no redirect, and refuses hosts that resolve to private or loopback addresses (unless
-the development allow-list names the origin), so a customer-typed URL cannot point the server
-at an internal service. Failures raise ``DynamicsError`` with a plain-language message.
+access token works against the org. Every call has a timeout, follows no redirect, refuses
+hosts that resolve to private or loopback addresses (unless the development allow-list names
+the origin), and connects to the very address it checked, so a customer-typed URL cannot point
+the server at an internal service, not even by DNS rebinding. Failures raise ``DynamicsError``
+with a plain-language message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from lib.secret import Secret
 
@@ -114,20 +116,16 @@ def who_am_i(org_url: str, access_token: Secret) -> None:
 
     Returns only when the org answered 200 with WhoAmI's three ids; raises DynamicsError
     otherwise."""
-    url = f"{org_url}/api/data/{API_VERSION}/WhoAmI"
-    _refuse_internal_host(org_url)
     try:
-        response = requests.get(
-            url,
+        response = _get(
+            org_url,
+            f"/api/data/{API_VERSION}/WhoAmI",
             headers={
                 "Authorization": f"Bearer {access_token.reveal()}",
                 "Accept": "application/json",
                 "OData-MaxVersion": "4.0",
                 "OData-Version": "4.0",
             },
-            timeout=settings.DYNAMICS_HTTP_TIMEOUT,
-            verify=settings.ENTRA_CA_BUNDLE or True,
-            allow_redirects=False,
         )
     except requests.Timeout:
         raise _failure(
@@ -211,23 +209,74 @@ def _failure(message: str, code: str, org_url: str, *, token_rejected: bool = Fa
     return DynamicsError(message, code=code, token_rejected=token_rejected)
 
 
-def _refuse_internal_host(org_url: str) -> None:
-    """Refuse an org host that resolves to a non-public address (SSRF, DNS rebinding)."""
-    if org_url in settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS:
-        return
+# Ranges Python 3.11 calls global that lead back inside: NAT64, 6to4, IPv4-compatible and
+# IPv4-mapped addresses embed an IPv4 address that may be private; Teredo tunnels to one.
+_EMBEDDING_NETWORKS = [
+    ipaddress.ip_network(n)
+    for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96", "::ffff:0:0/96", "2001::/32")
+]
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and any(ip in n for n in _EMBEDDING_NETWORKS):
+        return False
+    return ip.is_global
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to the address that was checked, yet speaks TLS to the org's name: SNI and the
+    certificate check use ``host``, so a second DNS answer (rebinding) is never asked for."""
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        kwargs.update(server_hostname=self._host, assert_hostname=self._host)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _get(org_url: str, path: str, *, headers: dict[str, str]) -> requests.Response:
+    """GET a path of the org: https only, no redirects, a timeout, no proxy or netrc from the
+    environment, and (outside the development allow-list) only to the public address checked."""
+    session = requests.Session()
+    session.trust_env = False
+    url = f"{org_url}{path}"
+    if org_url not in settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS:
+        parts = urlsplit(org_url)
+        address = _checked_address(org_url)
+        literal = f"[{address}]" if ":" in address else address
+        url = f"https://{literal}:{parts.port or 443}{path}"
+        headers = {**headers, "Host": parts.netloc}
+        session.mount("https://", _PinnedAdapter(parts.hostname or ""))
+    with session:
+        return session.get(
+            url,
+            headers=headers,
+            timeout=settings.DYNAMICS_HTTP_TIMEOUT,
+            verify=settings.ENTRA_CA_BUNDLE or True,
+            allow_redirects=False,
+        )
+
+
+def _checked_address(org_url: str) -> str:
+    """The org host's address to connect to, once every address it resolves to is public
+    (SSRF); raises DynamicsError otherwise."""
     host = urlsplit(org_url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, 443)}
+        addresses = [info[4][0] for info in socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)]
     except OSError:
         raise _failure(
             f"The Dynamics org {org_url} was not found. Check the Application Id URL.",
             "dns",
             org_url,
         ) from None
-    if not all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+    if not addresses or not all(_is_public(a) for a in addresses):
         raise _failure(
             f"The Dynamics org {org_url} does not resolve to a public address, so it was not "
             "contacted. Check the Application Id URL.",
             "non_public_address",
             org_url,
         )
+    return addresses[0].split("%")[0]

@@ -6,6 +6,7 @@ import pytest
 
 from lib import dynamics
 from lib.secret import Secret
+from tests.network_guard import OutboundConnectionBlocked
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,19 @@ def test_anything_else_is_refused_with_a_reason(settings, raw):
     assert str(raised.value)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.5",
+        "169.254.169.254",
+        "::1",
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:10.0.0.5",  # IPv4-mapped
+    ],
+)
 def test_an_org_host_resolving_to_a_private_address_is_never_contacted(
     settings, monkeypatch, address
 ):
@@ -62,13 +75,56 @@ def test_an_org_host_resolving_to_a_private_address_is_never_contacted(
     monkeypatch.setattr(
         dynamics.socket,
         "getaddrinfo",
-        lambda host, port: [(family, socket.SOCK_STREAM, 6, "", (address, port))],
+        lambda host, port, **kw: [(family, socket.SOCK_STREAM, 6, "", (address, port))],
     )
     sent = []
-    monkeypatch.setattr(dynamics.requests, "get", lambda *a, **kw: sent.append(a))
+    monkeypatch.setattr(dynamics.requests.Session, "send", lambda *a, **kw: sent.append(a))
 
     with pytest.raises(dynamics.DynamicsError) as raised:
         dynamics.who_am_i("https://contoso.crm.dynamics.com", Secret("token"))
 
     assert raised.value.code == "non_public_address"
     assert sent == []
+
+
+def test_a_second_dns_answer_is_never_asked_for_dns_rebinding(settings, monkeypatch):
+    """The first answer is public and checked; a rebinding server would answer 127.0.0.1 next.
+    The connection goes to the checked address (the network guard stops it there)."""
+    settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
+    answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding_dns(host, port, *args, **kwargs):
+        if host == "contoso.crm.dynamics.com":
+            address = next(answers)
+        elif host == "93.184.216.34":
+            address = host
+        else:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+
+    with pytest.raises(OutboundConnectionBlocked, match=r"93\.184\.216\.34:443"):
+        dynamics.who_am_i("https://contoso.crm.dynamics.com", Secret("token"))
+
+
+@pytest.mark.parametrize(("name", "trusted"), [("localhost", True), ("contoso.example", False)])
+def test_the_pinned_connection_checks_the_certificate_against_the_orgs_name(
+    entra_emulator, name, trusted
+):
+    """Connecting to the checked address must not weaken TLS: the certificate must name the
+    host the customer typed (the emulator's names localhost, not contoso.example)."""
+    import requests
+
+    port = entra_emulator.url.rsplit(":", 1)[1]
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("https://", dynamics._PinnedAdapter(name))
+    url = f"https://127.0.0.1:{port}/organizations/v2.0/.well-known/openid-configuration"
+
+    if trusted:
+        assert session.get(url, verify=entra_emulator.ca_path, timeout=5).status_code == 200
+    else:
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(url, verify=entra_emulator.ca_path, timeout=5)
