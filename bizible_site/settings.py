@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "bizible_site.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "bizible_site.middleware.SessionIdleTimeoutMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -145,6 +146,13 @@ SESSION_COOKIE_AGE = int(env_float("SESSION_COOKIE_AGE", 8 * 3600, minimum=300, 
 _HTTPS = PUBLIC_BASE_URL.startswith("https://")
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS)
+if SESSION_COOKIE_SECURE and CSRF_COOKIE_SECURE:
+    # __Host-: the browser keeps them only if Secure, for this host alone and path /, so a
+    # sibling subdomain can neither set nor overwrite them.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+# A session unused this long ends (the absolute limit is SESSION_COOKIE_AGE).
+SESSION_IDLE_MINUTES = int(env_float("SESSION_IDLE_MINUTES", 60, minimum=5, maximum=24 * 60))
 CSRF_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS and not DEBUG)
 SECURE_HSTS_SECONDS = int(

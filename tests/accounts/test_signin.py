@@ -411,3 +411,15 @@ def test_the_callback_page_sends_no_referrer_at_all(person, account, demo, clien
 
     assert signed_in["Referrer-Policy"] == refused["Referrer-Policy"] == "no-referrer"
     assert client.get("/")["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(("idle_minutes", "still_signed_in"), [(59, True), (61, False)])
+def test_a_session_unused_for_an_hour_ends(member, account, idle_minutes, still_signed_in):
+    session = member.client.session
+    session["session.seen_at"] = time.time() - idle_minutes * 60
+    session.save()
+
+    page = member.client.get(f"/business/{account.account_id}").content.decode()
+
+    assert ("Sign in with Active Directory</button>" not in page) is still_signed_in
+    assert ("_auth_user_id" in member.client.session) is still_signed_in

@@ -193,3 +193,34 @@ def test_production_settings_pass_the_deployment_checks_without_warnings(tmp_pat
     )
 
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("base_url", "names"),
+    [
+        ("https://connect.example.com", "__Host-sessionid __Host-csrftoken"),
+        ("http://localhost:8000", "sessionid csrftoken"),  # __Host- needs Secure
+    ],
+)
+def test_cookies_get_host_only_names_when_served_over_https(tmp_path, base_url, names):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; "
+            "print(settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME)",
+        ],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "bizible_site.settings",
+            "DJANGO_SECRET_KEY": "k" * 50,
+            "PUBLIC_BASE_URL": base_url,
+            "VAR_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.stdout.strip() == names, result.stderr
