@@ -195,6 +195,11 @@ _CODES: dict[str, _Row] = {
         Remedy.START_AGAIN,
         "Microsoft did not grant access to Dynamics 365. Start again and accept the permissions.",
     ),
+    "auth_time": _Row(
+        Remedy.START_AGAIN,
+        "Changing the connection needs a sign-in at Microsoft from the last five minutes, and "
+        "this one was older. Start again and sign in when Microsoft asks.",
+    ),
     "refresh_token_not_granted": _Row(
         Remedy.START_AGAIN,
         "Microsoft did not issue a refresh token, so the connection would stop working within "

@@ -40,6 +40,7 @@ def pending_flow_start(
     purpose: Purpose,
     tenant: str,
     client_secret: Secret,
+    fresh_sign_in_as: str = "",
     **fields: object,
 ) -> str:
     """Keep submitted credentials pending and start the flow that proves them; returns the
@@ -55,6 +56,7 @@ def pending_flow_start(
             tenant=tenant,
             scopes=(dynamics_scope(pending.org_url),),
             context={"pending": str(pending.pk)},
+            fresh_sign_in_as=fresh_sign_in_as,
         )
     except EntraError:
         pending_discard(pending)

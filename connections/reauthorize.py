@@ -53,9 +53,11 @@ def reauthorization_start(
 ) -> str:
     """Keep the new credentials pending and return the Entra ID URL to prove them at.
 
-    New credentials run on the account's own tenant: a connection cannot move tenants. The
-    versions of the app and the connection are recorded: a change committed meanwhile (another
-    admin's re-authorization) wins over this one.
+    New credentials run on the account's own tenant: a connection cannot move tenants. Entra
+    ID is asked for a fresh sign-in, with the account picker showing the connection's current
+    user first, so the admin picks the intended account. The versions of the app and the
+    connection are recorded: a change committed meanwhile (another admin's re-authorization)
+    wins over this one.
     """
     app = connection.account.entra_app
     return pending_flow_start(
@@ -63,6 +65,7 @@ def reauthorization_start(
         purpose=Purpose.REAUTHORIZE,
         tenant=app.tenant_id,
         client_secret=submitted.client_secret,
+        fresh_sign_in_as=connection.connected_as,
         connection=connection,
         requested_by=actor,
         client_id=submitted.client_id,

@@ -216,6 +216,7 @@ class _Grant:
     scopes: Scopes
     sid: str
     nonce: str | None
+    auth_time: int | None = None
 
 
 def token(emu: EmulatorState, req: Request) -> Response:
@@ -288,7 +289,9 @@ def _redeem_code(emu: EmulatorState, req: Request, app: App, tenant: Tenant | No
             raise AadstsError(501481)
     if tenant is not None and tenant.id != code.user.tenant_id:
         raise AadstsError(700005)
-    return _Grant(code.user, parse_scopes(" ".join(code.scopes)), code.sid, code.nonce)
+    return _Grant(
+        code.user, parse_scopes(" ".join(code.scopes)), code.sid, code.nonce, code.auth_time
+    )
 
 
 def _redeem_refresh_token(emu: EmulatorState, req: Request, app: App) -> _Grant:
@@ -356,6 +359,7 @@ def _issue(emu: EmulatorState, req: Request, app: App, grant: _Grant) -> Respons
             sid=grant.sid,
             nonce=grant.nonce,
             now=now,
+            auth_time=grant.auth_time,
         )
         id_token = with_overrides(id_token, _claim_overrides(fault, "claims"))
         body["id_token"] = emu.signer.sign(id_token)

@@ -20,6 +20,7 @@ class Session:
 
     user: User
     sid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    authenticated_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -34,6 +35,8 @@ class AuthCode:
     sid: str
     issued_at: float
     redeemed: bool = False
+    # When the user last typed their credentials; in the id token when max_age was asked.
+    auth_time: int | None = None
 
 
 @dataclass

@@ -93,6 +93,7 @@ def id_token_claims(
     sid: str,
     nonce: str | None,
     now: int,
+    auth_time: int | None = None,
 ) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "aud": client_id,
@@ -113,6 +114,8 @@ def id_token_claims(
     }
     if nonce is not None:
         claims["nonce"] = nonce
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
     return claims
 
 

@@ -38,6 +38,7 @@ from tests.e2e.browser import (  # noqa: E402
     expect_welcome_page,
     fill_signup_form,
     launch_chromium,
+    pick_account_at_emulator,
     submit_signup_form,
 )
 
@@ -81,6 +82,7 @@ def journeys(new_page: Callable, shoot: Callable[[str], None], demo: dict[str, s
     dialog.get_by_label("Client Secret").fill(WRONG_SECRET)
     shoot("modal")
     dialog.get_by_role("button", name="Submit").click()
+    pick_account_at_emulator(page, demo["admin"])
     expect(page.get_by_role("status")).to_contain_text("Re-authorization failed")
     shoot("reauthorize-error")
 

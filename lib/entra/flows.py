@@ -30,6 +30,8 @@ FLOWS_SESSION_KEY = "entra.flows"
 # States of flows already taken out, so that a replayed callback is recognised as one.
 SPENT_FLOWS_SESSION_KEY = "entra.spent_flows"
 MAX_FLOWS_PER_SESSION = 5
+# How recent a sign-in must be for flows that ask for a fresh one (ASVS 7.5.1).
+FRESH_SIGN_IN_SECONDS = 300
 CALLBACK_PARAMETERS = (
     "state",
     "code",
@@ -58,16 +60,25 @@ def start(
     scopes: tuple[str, ...] = (),
     context: Mapping[str, Any] | None = None,
     next_url: str = "",
+    fresh_sign_in_as: str = "",
 ) -> str:
     """Begin an auth-code flow and return the URL to send the browser to.
 
     ``context`` must be JSON-serializable and hold identifiers only: it comes back unchanged in
-    ``StoredFlow.context``. ``next_url`` must already be validated.
+    ``StoredFlow.context``. ``next_url`` must already be validated. ``fresh_sign_in_as`` (a
+    user name) asks Entra ID to show the account picker with that account first and to want a
+    sign-in from the last FRESH_SIGN_IN_SECONDS (``max_age``, whose ``auth_time`` MSAL checks).
     """
-    flow = application(
-        client_id, tenant, identity_only=purpose.identity_only
-    ).initiate_auth_code_flow(
-        list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only)
+    options: dict[str, Any] = {}
+    if fresh_sign_in_as:
+        options = {
+            "prompt": "select_account",
+            "login_hint": fresh_sign_in_as,
+            "max_age": FRESH_SIGN_IN_SECONDS,
+        }
+    msal_app = application(client_id, tenant, identity_only=purpose.identity_only)
+    flow = msal_app.initiate_auth_code_flow(
+        list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only), **options
     )
     flows = {s: f for s, f in (request.session.get(FLOWS_SESSION_KEY) or {}).items() if _is_live(f)}
     flows[flow["state"]] = {

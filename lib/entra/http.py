@@ -108,9 +108,10 @@ def msal_errors(step: str, **log_fields: Any) -> Iterator[None]:
     except ValueError:
         log_failure(step, "state", **log_fields)
         raise FlowExpired(code="state") from None
-    except RuntimeError:
-        log_failure(step, "nonce", **log_fields)
-        raise InvalidIdToken(code="nonce") from None
+    except RuntimeError as exc:
+        code = "auth_time" if "max_age" in str(exc) else "nonce"  # MSAL's two id-token checks
+        log_failure(step, code, **log_fields)
+        raise InvalidIdToken(code=code) from None
     except (IndexError, KeyError, TypeError, binascii.Error):
         log_failure(step, "malformed_response", **log_fields)
         raise EntraUnavailable(code="malformed_response") from None

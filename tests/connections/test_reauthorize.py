@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection as db_connection
@@ -448,3 +449,24 @@ def test_the_modal_leaves_the_expiry_date_empty_for_the_new_secret(admin):
 
     (field,) = re.findall(r'<input[^>]*name="secret_expires_on"[^>]*>', modal)
     assert "value=" not in field
+
+
+def test_re_authorizing_asks_for_a_fresh_sign_in_showing_the_connected_account(admin, demo):
+    query = parse_qs(urlsplit(admin.start_reauthorization()).query)
+
+    assert query["prompt"] == ["select_account"]
+    assert query["login_hint"] == [demo.admin]
+    assert query["max_age"] == ["300"]
+
+
+def test_a_sign_in_older_than_five_minutes_changes_nothing(admin, emulator):
+    """Entra ID answers with the auth_time of the last sign-in; MSAL checks it against max_age."""
+    before = stored_row(admin.connection)
+    emulator.fault(endpoint="token", claims={"auth_time": int(time.time()) - 3600})
+
+    page = admin.reauthorize()
+
+    assert stored_row(admin.connection) == before
+    assert "from the last five minutes" in page.content.decode()
+    failure = AuditEvent.objects.get(action="reauthorize", outcome=AuditEvent.Outcome.FAILURE)
+    assert failure.error_code == "auth_time"

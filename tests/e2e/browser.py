@@ -75,6 +75,12 @@ def sign_in_at_emulator(page: Page, email: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def pick_account_at_emulator(page: Page, email: str) -> None:
+    """On the emulator's "Pick an account" page: press the signed-in account."""
+    expect(page.get_by_role("heading", name="Pick an account")).to_be_visible()
+    page.get_by_role("button", name=re.compile(re.escape(email))).click()
+
+
 def expect_emulator_sign_in_page(page: Page) -> None:
     expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
     expect(page.get_by_label("Email")).to_be_visible()

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from accounts.models import Account, AuditEvent, EntraApp
-from tests.e2e.browser import run_axe
+from tests.e2e.browser import pick_account_at_emulator, run_axe
 
 pytestmark = pytest.mark.e2e
 
@@ -22,14 +22,16 @@ def open_connections(page: Page) -> None:
     run_axe(page)
 
 
-def reauthorize_in_modal(page: Page, *, client_secret: str) -> None:
+def reauthorize_in_modal(page: Page, *, client_secret: str, email: str) -> None:
     page.get_by_role("button", name=KEY_ICON).click()
     dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
     expect(dialog).to_be_visible()
     run_axe(page)
     dialog.get_by_label("Client Secret").fill(client_secret)
     dialog.get_by_role("button", name="Submit").click()
-    # The emulator remembers the admin: Entra ID passes silently back to the app.
+    # Changing the connection asks which account, with the connected one first.
+    run_axe(page)
+    pick_account_at_emulator(page, email)
     expect(page.get_by_role("heading", name="Connections", exact=True)).to_be_visible()
     run_axe(page)
 
@@ -43,14 +45,14 @@ def test_an_admin_reauthorizes_after_a_wrong_secret_without_losing_the_connectio
     set_on_before = app.credential_set_at
     events_before = AuditEvent.objects.count()
 
-    reauthorize_in_modal(page, client_secret="Wrong~secret-value-0123456789abcd")
+    reauthorize_in_modal(page, client_secret="Wrong~secret-value-0123456789abcd", email=demo.admin)
 
     expect(page.get_by_role("status")).to_contain_text("Microsoft rejected the Client Secret")
     expect(page.locator(".connection-head").get_by_text("Connected", exact=True)).to_be_visible()
     app.refresh_from_db()
     assert app.credential_set_at == set_on_before
 
-    reauthorize_in_modal(page, client_secret=demo.second_client_secret)
+    reauthorize_in_modal(page, client_secret=demo.second_client_secret, email=demo.admin)
 
     expect(page.get_by_role("status")).to_contain_text("was re-authorized and works")
     expect(page.locator(".connection-head").get_by_text("Connected", exact=True)).to_be_visible()

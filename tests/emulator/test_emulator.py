@@ -728,3 +728,24 @@ def test_the_log_never_shows_a_secret_code_or_token(emu, app):
         ADMIN,
     ):
         assert value not in emu.stderr
+
+
+def test_max_age_sends_a_stale_session_back_to_the_sign_in_page(emu, app):
+    """OIDC max_age: a browser signed in longer ago than that types its credentials again."""
+    browser = requests.Session()
+    log_in(emu, app, browser=browser)
+    stale = start(emu, app, max_age=0)
+    time.sleep(1.1)
+
+    response = browser.get(stale["auth_uri"], allow_redirects=False, timeout=10)
+
+    assert response.status_code == 200
+    assert '<label for="login">Email</label>' in response.text
+
+
+def test_max_age_puts_the_sign_in_time_in_the_id_token(emu, app):
+    before = int(time.time())
+    result = tokens(emu, app, max_age=300)
+
+    assert before - 1 <= result["id_token_claims"]["auth_time"] <= time.time()
+    assert "auth_time" not in tokens(emu, app)["id_token_claims"]
