@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -c pyproject.toml -r accounts connections lib bizible_site entra_emulator
 	$(BIN)/python -m pytest
 
 # Browser journeys in Debian's Chromium (`apt-get install chromium`); `make test` runs them too.
@@ -32,6 +33,7 @@ screenshots: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -q -c pyproject.toml -r accounts connections lib bizible_site entra_emulator
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

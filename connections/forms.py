@@ -20,7 +20,7 @@ CLIENT_ID_HELP = (
     "The Application (client) ID on your Azure app registration's Overview page, like "
     "3f2b6a1c-0d4e-4f5a-9b8c-7d6e5f4a3b2c."
 )
-CLIENT_SECRET_HELP = (
+CLIENT_SECRET_HELP = (  # help text about the secret, not one: # nosec B105
     "From Certificates & secrets in the Azure portal: copy the secret's Value (shown once when "
     "you create it), not its Secret ID."
 )

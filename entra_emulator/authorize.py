@@ -155,7 +155,8 @@ class _Authorization:
                     app_name=self.app.name,
                 )
                 return html_response(200, page, outcome="account_picker")
-        assert session is not None  # every branch above either signed in or returned
+        if session is None:  # every branch above either signed in or returned
+            raise RuntimeError("authorize reached the code step without a session")
 
         self._check_user(session.user)
         check_resource(self.emu.directory, self.app, session.user, scopes)

@@ -26,6 +26,7 @@ from .web import Request, Response, html_response, json_response
 
 SESSION_COOKIE = "ESTSAUTH"
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+BEARER = "Bearer"  # the token type of every access token issued here
 _RESOURCE_SCOPE = re.compile(r"^(?P<resource>https?://[^/]+)/(?:user_impersonation|\.default)$")
 _NO_STORE = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")]
 
@@ -336,7 +337,7 @@ def _issue(emu: EmulatorState, req: Request, app: App, grant: _Grant) -> Respons
         lifetime=lifetime,
     )
     body: dict[str, object] = {
-        "token_type": "Bearer",
+        "token_type": BEARER,
         "scope": scopes.granted,
         "expires_in": lifetime,
         "ext_expires_in": lifetime,

@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import signal
-import subprocess
+import subprocess  # runs our own interpreter and module, no shell: # nosec B404
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -137,7 +137,7 @@ def run_emulator(
     ]
     if test_api:
         command.append("--test-api")
-    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
+    process = subprocess.Popen(  # noqa: S603 - our argv, no shell: # nosec B603
         command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     stderr: list[str] = []

@@ -25,7 +25,14 @@ from django.shortcuts import render
 logger = logging.getLogger("dynamics_connect.auth")
 
 WINDOW_SECONDS = 60
-TABLE = "rate_limit_counter"
+# The counter table's statements (its name is fixed: accounts' migration creates it).
+_SELECT = "SELECT hits FROM rate_limit_counter WHERE key = %s"
+_UPSERT = (
+    "INSERT INTO rate_limit_counter (key, hits, expires_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET hits = rate_limit_counter.hits + excluded.hits "
+    "RETURNING hits"
+)
+_PURGE = "DELETE FROM rate_limit_counter WHERE expires_at < %s"
 _REDIS_PREFIX = "dynamics_connect:ratelimit:"
 
 
@@ -68,18 +75,13 @@ def _count(key: str, *, add: int, window: int) -> int:
         return int(pipe.execute()[0])
     with connection.cursor() as cursor:
         if not add:
-            cursor.execute(f"SELECT hits FROM {TABLE} WHERE key = %s", [key])  # noqa: S608 - a constant table name
+            cursor.execute(_SELECT, [key])
             row = cursor.fetchone()
             return row[0] if row else 0
-        cursor.execute(
-            f"INSERT INTO {TABLE} (key, hits, expires_at) VALUES (%s, %s, %s) "  # noqa: S608
-            f"ON CONFLICT (key) DO UPDATE SET hits = {TABLE}.hits + excluded.hits "
-            "RETURNING hits",
-            [key, add, expires_at],
-        )
+        cursor.execute(_UPSERT, [key, add, expires_at])
         hits = cursor.fetchone()[0]
         if hits == add:  # a new window: forget the ones that ended
-            cursor.execute(f"DELETE FROM {TABLE} WHERE expires_at < %s", [time.time()])  # noqa: S608
+            cursor.execute(_PURGE, [time.time()])
     return hits
 
 
