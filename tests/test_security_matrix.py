@@ -1,5 +1,7 @@
 """Rows of the hostile-input matrix (shared/reference/security-matrix.md, section 6) that no
-other test pins, each named after its row. The rest are pinned where their code is tested."""
+other test pins, each named after its row. The rest are pinned where their code is tested, by
+tests named ``test_row_NN_...`` too (``pytest -k row_32`` finds a row). Row 42 does not apply:
+sign-out and the end of a re-authorization redirect to fixed pages and read no ``next``."""
 
 from __future__ import annotations
 
@@ -33,6 +35,15 @@ def signed_in(someone) -> bool:
 
 
 # --- A. State, flow, CSRF ---------------------------------------------------------------------
+
+
+def test_row_01_a_callback_in_a_fresh_browser_is_refused_before_any_token_request(emulator, client):
+    response = client.get("/OAuth2?code=some-code&state=some-state")
+
+    assert response.status_code == 400
+    assert "start again" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert token_requests(emulator) == []
 
 
 def test_row_03_a_callback_without_state_is_refused_before_any_token_request(
@@ -110,6 +121,18 @@ def test_row_21_a_garbage_id_token_is_a_400_not_a_500(person, account, emulator,
 
     assert response.status_code == 400
     assert not signed_in(someone)
+
+
+def test_row_12_a_code_the_token_endpoint_says_was_redeemed_already_changes_nothing(
+    admin, emulator
+):
+    before = DynamicsConnection.objects.values().get(pk=admin.connection.pk)
+    emulator.fault(endpoint="token", aadsts=54005, error="invalid_grant")
+
+    page = admin.reauthorize().content.decode()
+
+    assert "already used" in page
+    assert DynamicsConnection.objects.values().get(pk=admin.connection.pk) == before
 
 
 # --- C. ID token validation -------------------------------------------------------------------

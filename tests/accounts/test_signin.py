@@ -47,7 +47,9 @@ def test_sign_in_asks_the_accounts_tenant_for_identity_only(person, account, emu
     assert "prompt" not in query
 
 
-def test_signing_in_lands_on_the_account_home_with_a_new_session(person, account, emulator, demo):
+def test_row_70_signing_in_lands_on_the_account_home_with_a_new_session(
+    person, account, emulator, demo
+):
     someone = person(demo.member)
     someone.client.get(f"/business/{account.account_id}")
     key_before = someone.client.session.session_key
@@ -105,7 +107,7 @@ def test_the_display_name_and_email_are_refreshed_but_never_used_to_match(
     assert (user.display_name, user.email) == ("Megan Bowen", demo.member)
 
 
-def test_a_user_from_another_tenant_is_refused(person, account, emulator, demo):
+def test_row_25_a_user_from_another_tenant_is_refused(person, account, emulator, demo):
     someone = person(demo.outsider)
 
     response = someone.sign_in(account)
@@ -175,7 +177,7 @@ def test_a_replayed_callback_is_refused(person, account, emulator, demo):
         "/admin/",
     ],
 )
-def test_an_unsafe_next_is_ignored(person, account, emulator, demo, next_url):
+def test_row_41_an_unsafe_next_is_ignored(person, account, emulator, demo, next_url):
     response = person(demo.member).sign_in(account, next=next_url)
 
     assert response["Location"] == f"/business/{account.account_id}"
@@ -334,7 +336,7 @@ def test_each_account_url_refuses_the_methods_it_does_not_allow(account, member)
             assert getattr(member.client, method)(url).status_code == 405, (method, url)
 
 
-def test_a_member_of_one_account_gets_404_on_every_url_of_another(member, other_account):
+def test_row_34_a_member_of_one_account_gets_404_on_every_url_of_another(member, other_account):
     for name, methods in ACCOUNT_URL_METHODS.items():
         url = reverse(name, kwargs={"account_id": other_account.account_id})
         for method in methods:
@@ -352,7 +354,7 @@ def without_csrf_token(response) -> str:
     return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
 
 
-def test_unknown_and_forbidden_accounts_give_the_same_404(member, other_account):
+def test_row_40_unknown_and_forbidden_accounts_give_the_same_404(member, other_account):
     forbidden = member.client.get(f"/business/{other_account.account_id}")
     unknown = member.client.get("/business/AAAAAAAAAAAAAAAA")
     malformed = member.client.get("/business/../etc")
@@ -392,7 +394,9 @@ def test_a_failed_sign_in_is_logged_with_the_account_and_code(
     )
 
 
-def test_a_callback_with_both_a_code_and_an_error_signs_nobody_in(person, account, emulator, demo):
+def test_row_10_a_callback_with_both_a_code_and_an_error_signs_nobody_in(
+    person, account, emulator, demo
+):
     someone = person(demo.member)
     redirect = someone.at_microsoft(someone.start_sign_in(account))
     log_before = len(emulator.log())
@@ -404,7 +408,7 @@ def test_a_callback_with_both_a_code_and_an_error_signs_nobody_in(person, accoun
     assert not [e for e in emulator.log()[log_before:] if e["endpoint"] == "token"]
 
 
-def test_the_callback_page_sends_no_referrer_at_all(person, account, demo, client):
+def test_row_66_the_callback_page_sends_no_referrer_at_all(person, account, demo, client):
     someone = person(demo.member)
     signed_in = someone.sign_in(account)
     refused = client.get("/OAuth2?state=unknown&code=abc")

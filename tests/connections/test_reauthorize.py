@@ -83,7 +83,7 @@ def test_reauthorizing_with_new_values_replaces_the_credentials(admin, demo):
     assert not PendingAuthorization.objects.exists()
 
 
-def test_a_wrong_secret_changes_nothing_and_explains_why(admin, demo):
+def test_row_14_a_wrong_secret_changes_nothing_and_explains_why(admin, demo):
     before = stored_row(admin.connection)
 
     page = admin.reauthorize(client_secret="Wrong~secret-value-0123456789abc")
@@ -121,7 +121,9 @@ def test_a_wrong_secret_changes_nothing_and_explains_why(admin, demo):
         "not-assigned",
     ],
 )
-def test_any_failure_leaves_the_stored_connection_byte_for_byte(admin, emulator, settings, fault):
+def test_row_58_any_failure_leaves_the_stored_connection_byte_for_byte(
+    admin, emulator, settings, fault
+):
     settings.ENTRA_HTTP_TIMEOUT = 0.5
     before = stored_row(admin.connection)
     emulator.fault(**fault)
@@ -133,7 +135,7 @@ def test_any_failure_leaves_the_stored_connection_byte_for_byte(admin, emulator,
     assert AuditEvent.objects.get(action="reauthorize").outcome == AuditEvent.Outcome.FAILURE
 
 
-def test_a_re_authorization_without_a_refresh_token_changes_nothing(admin, emulator):
+def test_row_20_a_re_authorization_without_a_refresh_token_changes_nothing(admin, emulator):
     before = stored_row(admin.connection)
     emulator.fault(endpoint="token", response={"refresh_token": None})
 
@@ -221,7 +223,7 @@ def test_a_re_authorization_link_older_than_its_lifetime_is_audited(
     assert failure.error_code == "flow_expired"
 
 
-def test_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin, demo):
+def test_row_59_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin, demo):
     """A reload while the first request is still at Microsoft: the second request finds the
     pending row claimed and leaves it to the first."""
     from connections.models import PendingAuthorization as Pending
@@ -238,7 +240,7 @@ def test_a_doubled_callback_completes_once_and_the_second_changes_nothing(admin,
     assert not AuditEvent.objects.filter(action="reauthorize").exists()  # the first one says
 
 
-def test_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):
+def test_row_57_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):
     """Start A, start B, finish B, finish A: A must not overwrite B's credentials."""
     redirect_a = admin.at_microsoft(admin.start_reauthorization())
     redirect_b = admin.at_microsoft(admin.start_reauthorization())
@@ -257,7 +259,7 @@ def test_a_re_authorization_that_lost_the_race_changes_nothing(admin, demo):
     reason="SQLite has no row locks and one writer at a time; CI runs this on PostgreSQL.",
 )
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_reauthorizations_leave_one_consistent_winner(person):
+def test_row_57_two_concurrent_reauthorizations_leave_one_consistent_winner(person):
     admin = person()
     assert admin.sign_up().status_code == 302
     demo = admin.demo
@@ -299,7 +301,7 @@ def test_two_concurrent_reauthorizations_leave_one_consistent_winner(person):
     crypto.decrypt(row["token_cache_encrypted"], context=admin.connection.token_cache_context())
 
 
-def test_a_member_gets_a_plain_403_on_every_connections_url(admin, member):
+def test_row_38_a_member_gets_a_plain_403_on_every_connections_url(admin, member):
     before = stored_row(admin.connection)
 
     for method, url in [
@@ -315,7 +317,7 @@ def test_a_member_gets_a_plain_403_on_every_connections_url(admin, member):
     assert stored_row(admin.connection) == before
 
 
-def test_another_accounts_connection_is_404(admin, other_account):
+def test_row_35_36_another_accounts_connection_is_404(admin, other_account):
     other_connection = DynamicsConnection.objects.get(account=other_account)
     other_app = EntraApp.objects.get(account=other_account)
 
@@ -329,7 +331,7 @@ def test_another_accounts_connection_is_404(admin, other_account):
     assert other_app.credential_expires_on is None
 
 
-def test_the_reauthorize_form_requires_csrf_and_post(admin):
+def test_row_49_50_the_reauthorize_form_requires_csrf_and_post(admin):
     strict = Client(enforce_csrf_checks=True)
     strict.cookies = admin.client.cookies
 
@@ -338,7 +340,7 @@ def test_the_reauthorize_form_requires_csrf_and_post(admin):
     assert not PendingAuthorization.objects.exists()
 
 
-def test_a_bad_value_is_explained_and_the_secret_is_not_echoed(admin, demo):
+def test_row_44_a_bad_value_is_explained_and_the_secret_is_not_echoed(admin, demo):
     response = admin.client.post(
         admin.reauthorize_url(),
         {
@@ -380,7 +382,7 @@ def test_the_secret_expiry_warning_appears_30_days_before(admin):
     assert "The client secret expired on" in admin.client.get(CONNECTIONS_URL).content.decode()
 
 
-def test_the_page_shows_the_last_20_audit_events_and_no_secret(admin, demo):
+def test_row_43_the_page_shows_the_last_20_audit_events_and_no_secret(admin, demo):
     for number in range(25):
         AuditEvent.objects.create(
             account=admin.account,

@@ -62,7 +62,7 @@ def test_the_welcome_page_shows_the_account_id_and_the_sign_in_url(emulator, dem
     assert f"http://testserver/business/{account.account_id}" in text
 
 
-def test_the_user_is_signed_in_with_a_new_session_key(emulator, demo, visitor):
+def test_row_70_the_user_is_signed_in_with_a_new_session_key(emulator, demo, visitor):
     authorize_url = visitor.submit_signup()
     key_before = visitor.client.session.session_key
     visitor.follow(visitor.at_microsoft(authorize_url))
@@ -157,7 +157,7 @@ def test_the_signup_page_lists_the_two_redirect_urls_to_register(visitor, entra_
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
 )
-def test_a_bad_field_is_explained_next_to_it_and_nothing_starts(
+def test_row_52_53_a_bad_field_is_explained_next_to_it_and_nothing_starts(
     entra_emulator, demo, visitor, field, value, message
 ):
     response = visitor.client.post(SIGNUP_URL, signup_form(demo, **{field: value}))
@@ -191,7 +191,7 @@ def test_the_emulator_origin_is_refused_without_the_development_allow_list(
     assert "not an IP address or localhost" in response.content.decode()
 
 
-def test_html_in_the_company_name_is_escaped_and_non_ascii_is_kept(emulator, demo, visitor):
+def test_row_52_html_in_the_company_name_is_escaped_and_non_ascii_is_kept(emulator, demo, visitor):
     name = "Ünïcødé <script>alert(1)</script> 株式会社"
     response = visitor.sign_up(company_name=name)
     page = visitor.client.get(response["Location"]).content.decode()
@@ -202,7 +202,7 @@ def test_html_in_the_company_name_is_escaped_and_non_ascii_is_kept(emulator, dem
     assert "Ünïcødé" in page and "株式会社" in page
 
 
-def test_the_form_requires_a_csrf_token(entra_emulator, demo):
+def test_row_49_the_form_requires_a_csrf_token(entra_emulator, demo):
     response = Client(enforce_csrf_checks=True).post(SIGNUP_URL, signup_form(demo))
 
     assert response.status_code == 403
@@ -325,7 +325,7 @@ def test_a_user_who_is_not_in_the_dynamics_org_is_told_so(person, emulator, demo
     ],
     ids=["no-refresh-token", "no-dynamics-scope"],
 )
-def test_tokens_that_could_not_keep_the_connection_alive_create_nothing(
+def test_row_20_tokens_that_could_not_keep_the_connection_alive_create_nothing(
     emulator, demo, visitor, response, message
 ):
     emulator.fault(endpoint="token", response=response)
@@ -397,7 +397,9 @@ def test_the_callback_makes_a_bounded_number_of_queries(
     assert response.status_code == 302
 
 
-def test_a_doubled_callback_leaves_the_pending_signup_to_the_first_request(emulator, demo, visitor):
+def test_row_59_a_doubled_callback_leaves_the_pending_signup_to_the_first_request(
+    emulator, demo, visitor
+):
     authorize_url = visitor.submit_signup()
     redirect = visitor.at_microsoft(authorize_url)
     PendingAuthorization.objects.update(consumed_at=timezone.now())  # claimed by request one

@@ -59,7 +59,7 @@ def test_a_check_always_refreshes_so_that_passing_proves_the_whole_chain(connect
     ],
     ids=["oid", "sub", "tid", "aud"],
 )
-def test_a_refresh_naming_someone_else_keeps_nothing_and_needs_reauthentication(
+def test_row_33_a_refresh_naming_someone_else_keeps_nothing_and_needs_reauthentication(
     connection, emulator, demo, claims
 ):
     values = {"other": demo.other_tenant_id, "emulator": emulator.url}
@@ -142,7 +142,7 @@ def test_dynamics_being_down_is_an_error_not_a_reauthentication(connection, emul
     assert "try again later" in connection.last_error_message
 
 
-def test_a_token_cache_no_key_opens_needs_reauthentication(connection, settings):
+def test_row_61_a_token_cache_no_key_opens_needs_reauthentication(connection, settings):
     settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_key()]
 
     result = connection_check(connection=connection)
@@ -188,7 +188,7 @@ class TestCheckConnectionsCommand:
 
 
 class TestRotateEncryptionKeysCommand:
-    def test_after_rotation_the_old_key_can_be_removed(self, connection, settings, capsys):
+    def test_row_60_after_rotation_the_old_key_can_be_removed(self, connection, settings, capsys):
         old_key = settings.FIELD_ENCRYPTION_KEYS[0]
         new_key = crypto.generate_key()
         settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
@@ -206,7 +206,7 @@ class TestRotateEncryptionKeysCommand:
         assert crypto.decrypt(app.credential_encrypted, context=app.credential_context())
         assert connection_check(connection=connection).ok
 
-    def test_a_value_no_key_opens_is_reported_and_marked(self, connection, settings, capsys):
+    def test_row_61_a_value_no_key_opens_is_reported_and_marked(self, connection, settings, capsys):
         settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_key()]
 
         call_command("rotate_encryption_keys")
@@ -220,7 +220,7 @@ class TestRotateEncryptionKeysCommand:
 
 
 class TestNoSecretLeaks:
-    def test_the_admin_shows_no_secret_ciphertext_or_token(self, connection, demo):
+    def test_row_47_the_admin_shows_no_secret_ciphertext_or_token(self, connection, demo):
         operator = get_user_model().objects.create_superuser("operator", "op@example.com", "pw")
         client = Client()
         client.force_login(operator)
@@ -268,7 +268,9 @@ class TestNoSecretLeaks:
             EntraApp.objects.values().get(pk=app.pk),
         ) == before
 
-    def test_no_secret_code_or_token_reaches_any_log_record(self, emulator, demo, person, caplog):
+    def test_row_46_no_secret_code_or_token_reaches_any_log_record(
+        self, emulator, demo, person, caplog
+    ):
         caplog.set_level("DEBUG")
         emulator.config(access_token_lifetime=SHORT_LIFETIME)
         admin = person()

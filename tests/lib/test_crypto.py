@@ -30,7 +30,7 @@ def test_a_secret_wrapper_is_accepted_and_returned():
     assert crypto.decrypt(ciphertext, context=CONTEXT) == Secret(RAW_SECRET)
 
 
-def test_a_ciphertext_copied_to_another_row_does_not_decrypt_there():
+def test_row_63_a_ciphertext_copied_to_another_row_does_not_decrypt_there():
     ciphertext = crypto.encrypt(RAW_SECRET, context="account:A:client_secret")
 
     with pytest.raises(crypto.UndecryptableValue):
@@ -82,7 +82,7 @@ def test_garbage_ciphertext_raises_the_clear_error(garbage):
         crypto.decrypt(garbage, context=CONTEXT)
 
 
-def test_a_tampered_ciphertext_raises_the_clear_error():
+def test_row_64_a_tampered_ciphertext_raises_the_clear_error():
     ciphertext = crypto.encrypt(RAW_SECRET, context=CONTEXT)
     flipped = ciphertext[:20] + ("A" if ciphertext[20] != "A" else "B") + ciphertext[21:]
 
@@ -105,7 +105,7 @@ def test_the_secret_wrapper_never_shows_its_value(caplog):
     [[], ["short"], ["not base64 at all!!!!!!!!!!!!!!!!!!!!!!!!!!!!"], ["", "x"]],
     ids=["empty", "short", "not-base64", "blank"],
 )
-def test_missing_or_malformed_keys_fail_the_system_checks(settings, keys):
+def test_row_62_missing_or_malformed_keys_fail_the_system_checks(settings, keys):
     settings.FIELD_ENCRYPTION_KEYS = keys
 
     with pytest.raises(SystemCheckError, match=r"connections\.E001"):

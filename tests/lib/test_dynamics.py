@@ -46,7 +46,7 @@ def test_dynamics_org_urls_are_accepted_and_normalised(settings, raw, expected):
         "",
     ],
 )
-def test_anything_else_is_refused_with_a_reason(settings, raw):
+def test_row_54_anything_else_is_refused_with_a_reason(settings, raw):
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
 
     with pytest.raises(dynamics.InvalidOrgUrl) as raised:
@@ -67,7 +67,7 @@ def test_anything_else_is_refused_with_a_reason(settings, raw):
         "::ffff:10.0.0.5",  # IPv4-mapped
     ],
 )
-def test_an_org_host_resolving_to_a_private_address_is_never_contacted(
+def test_row_55_an_org_host_resolving_to_a_private_address_is_never_contacted(
     settings, monkeypatch, address
 ):
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
@@ -87,7 +87,7 @@ def test_an_org_host_resolving_to_a_private_address_is_never_contacted(
     assert sent == []
 
 
-def test_a_second_dns_answer_is_never_asked_for_dns_rebinding(settings, monkeypatch):
+def test_row_55_a_second_dns_answer_is_never_asked_for_dns_rebinding(settings, monkeypatch):
     """The first answer is public and checked; a rebinding server would answer 127.0.0.1 next.
     The connection goes to the checked address (the network guard stops it there)."""
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []

@@ -82,7 +82,7 @@ def test_a_full_crm_authorization_flow_succeeds_over_https(person, emulator, dem
     assert len(token_requests(emulator)) == 1
 
 
-def test_the_authorize_url_carries_pkce_state_nonce_and_the_exact_redirect_uri(
+def test_row_13_the_authorize_url_carries_pkce_state_nonce_and_the_exact_redirect_uri(
     person, emulator, demo
 ):
     url = start(person())
@@ -120,7 +120,9 @@ def test_a_second_login_in_the_same_process_makes_no_second_discovery_request(
     assert endpoints.count("token") == 2
 
 
-def test_a_replayed_callback_finds_no_flow_and_makes_no_token_request(person, emulator, demo):
+def test_row_04_a_replayed_callback_finds_no_flow_and_makes_no_token_request(
+    person, emulator, demo
+):
     browser = person()
     callback = sign_in(browser)
     complete(browser, callback, secret=demo.client_secret)
@@ -130,7 +132,7 @@ def test_a_replayed_callback_finds_no_flow_and_makes_no_token_request(person, em
     assert len(token_requests(emulator)) == 1
 
 
-def test_a_forged_state_is_refused_before_any_token_request(person, emulator, demo):
+def test_row_02_a_forged_state_is_refused_before_any_token_request(person, emulator, demo):
     browser = person()
     callback = sign_in(browser)
     forged = callback.replace("state=", "state=forged")
@@ -140,7 +142,7 @@ def test_a_forged_state_is_refused_before_any_token_request(person, emulator, de
     assert token_requests(emulator) == []
 
 
-def test_a_callback_delivered_to_another_browser_is_refused(person, emulator, demo):
+def test_row_05_a_callback_delivered_to_another_browser_is_refused(person, emulator, demo):
     """Login CSRF: the attacker's code and state arrive in the victim's browser."""
     callback = sign_in(person())
 
@@ -149,7 +151,7 @@ def test_a_callback_delivered_to_another_browser_is_refused(person, emulator, de
 
 
 @pytest.mark.parametrize("purpose", [Purpose.SIGN_IN, Purpose.SIGNUP])
-def test_a_flipped_identity_only_flag_is_refused_and_consumes_the_flow(
+def test_row_06_a_flipped_identity_only_flag_is_refused_and_consumes_the_flow(
     person, emulator, demo, purpose
 ):
     browser = person()
@@ -166,7 +168,7 @@ def test_a_flipped_identity_only_flag_is_refused_and_consumes_the_flow(
     assert token_requests(emulator) == []
 
 
-def test_a_duplicated_callback_parameter_is_refused(person, emulator, demo):
+def test_row_11_a_duplicated_callback_parameter_is_refused(person, emulator, demo):
     browser = person()
     callback = sign_in(browser)
 
@@ -175,7 +177,9 @@ def test_a_duplicated_callback_parameter_is_refused(person, emulator, demo):
     assert raised.value.code == "duplicate_parameter"
 
 
-def test_a_flow_older_than_its_lifetime_is_refused(person, emulator, demo, settings, monkeypatch):
+def test_row_08_a_flow_older_than_its_lifetime_is_refused(
+    person, emulator, demo, settings, monkeypatch
+):
     browser = person()
     callback = sign_in(browser)
     later = time.time() + settings.AUTH_FLOW_TTL_MINUTES * 60 + 1
@@ -199,7 +203,9 @@ def test_a_flow_older_than_its_lifetime_is_refused(person, emulator, demo, setti
     ],
     ids=["aud", "iss", "exp", "nbf", "iat", "oid", "sub"],
 )
-def test_an_id_token_with_a_bad_claim_is_rejected(person, emulator, demo, claims, code):
+def test_row_22_24_27_28_29_30_an_id_token_with_a_bad_claim_is_rejected(
+    person, emulator, demo, claims, code
+):
     claims = {
         k: (v.format(tid=demo.tenant_id) if isinstance(v, str) else v) for k, v in claims.items()
     }
@@ -211,7 +217,7 @@ def test_an_id_token_with_a_bad_claim_is_rejected(person, emulator, demo, claims
     assert raised.value.code == code
 
 
-def test_an_id_token_of_another_tenant_is_rejected_on_a_tenant_flow(person, emulator, demo):
+def test_row_25_an_id_token_of_another_tenant_is_rejected_on_a_tenant_flow(person, emulator, demo):
     emulator.fault(
         endpoint="token",
         claims={"tid": demo.other_tenant_id, "iss": f"{emulator.url}/{demo.other_tenant_id}/v2.0"},
@@ -223,7 +229,7 @@ def test_an_id_token_of_another_tenant_is_rejected_on_a_tenant_flow(person, emul
         complete(browser, callback, secret=demo.client_secret)
 
 
-def test_an_id_token_whose_issuer_names_another_tenant_is_rejected(person, emulator, demo):
+def test_row_26_an_id_token_whose_issuer_names_another_tenant_is_rejected(person, emulator, demo):
     emulator.fault(endpoint="token", claims={"iss": f"{emulator.url}/{demo.other_tenant_id}/v2.0"})
     browser = person()
 
@@ -232,7 +238,7 @@ def test_an_id_token_whose_issuer_names_another_tenant_is_rejected(person, emula
     assert raised.value.code == "id_token_iss"
 
 
-def test_a_nonce_mismatch_is_rejected_as_start_again(person, emulator, demo):
+def test_row_31_a_nonce_mismatch_is_rejected_as_start_again(person, emulator, demo):
     emulator.fault(endpoint="token", claims={"nonce": "not-the-nonce-we-sent"})
     browser = person()
 
@@ -285,7 +291,7 @@ def test_cancelling_at_the_consent_page_is_told_apart_from_a_failure(person, emu
     ],
     ids=["5xx", "not-json", "slow"],
 )
-def test_an_unavailable_token_endpoint_is_reported_as_temporary(
+def test_row_15_16_17_an_unavailable_token_endpoint_is_reported_as_temporary(
     person, emulator, demo, settings, fault, code
 ):
     settings.ENTRA_HTTP_TIMEOUT = 0.5
@@ -298,7 +304,7 @@ def test_an_unavailable_token_endpoint_is_reported_as_temporary(
     assert raised.value.remedy is Remedy.RETRY
 
 
-def test_an_unreachable_authority_is_reported_as_temporary(person, emulator, demo, settings):
+def test_row_18_an_unreachable_authority_is_reported_as_temporary(person, emulator, demo, settings):
     closed = socket_port_nobody_listens_on()
     settings.ENTRA_AUTHORITY_HOST = f"https://127.0.0.1:{closed}"
     allow_local_port(closed)
@@ -414,7 +420,7 @@ def test_credentials_of_another_app_than_the_flows_are_refused_before_any_token_
     assert token_requests(emulator) == []
 
 
-def test_a_signing_key_withdrawn_from_the_jwks_stops_verifying_after_a_day(
+def test_row_32_a_signing_key_withdrawn_from_the_jwks_stops_verifying_after_a_day(
     person, emulator, demo, monkeypatch
 ):
     from lib.entra import id_token

@@ -36,7 +36,7 @@ def test_healthz_says_503_when_the_database_is_unreachable(client, monkeypatch):
     assert response.json()["database"] == "unreachable"
 
 
-def test_pages_that_need_a_session_send_a_visitor_to_the_start_page(client):
+def test_row_37_pages_that_need_a_session_send_a_visitor_to_the_start_page(client):
     for url in ("/settings/connections", "/settings/members"):
         response = client.get(url)
         assert response.status_code == 302

@@ -21,7 +21,9 @@ def post_signups(client: Client, demo, count: int, **extra) -> list[int]:
     ]
 
 
-def test_the_limit_refuses_the_next_post_with_429_and_retry_after(entra_emulator, demo, settings):
+def test_row_69_the_limit_refuses_the_next_post_with_429_and_retry_after(
+    entra_emulator, demo, settings
+):
     settings.AUTH_RATE_LIMIT_PER_MINUTE = 3
     client = Client()
 
@@ -60,7 +62,9 @@ def test_a_client_cannot_dodge_the_limit_with_its_own_forwarded_for(entra_emulat
     assert statuses == [200, 200, 429]
 
 
-def test_behind_a_trusted_proxy_the_address_it_saw_is_counted(entra_emulator, demo, settings):
+def test_row_69_behind_a_trusted_proxy_the_address_it_saw_is_counted(
+    entra_emulator, demo, settings
+):
     settings.AUTH_RATE_LIMIT_PER_MINUTE = 1
     settings.TRUSTED_PROXY_COUNT = 1
     client = Client()

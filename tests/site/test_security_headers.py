@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize("url", ["/", SIGNUP_URL, "/business/AAAAAAAAAAAAAAAA"])
-def test_pages_forbid_framing_and_foreign_content(client, url):
+def test_row_66_pages_forbid_framing_and_foreign_content(client, url):
     response = client.get(url)
 
     policy = response.headers["Content-Security-Policy"]
@@ -22,7 +22,7 @@ def test_pages_forbid_framing_and_foreign_content(client, url):
     assert response.headers["Referrer-Policy"] == "same-origin"
 
 
-def test_a_crash_during_signup_shows_no_secret_even_on_the_debug_page(
+def test_row_45_a_crash_during_signup_shows_no_secret_even_on_the_debug_page(
     entra_emulator, demo, settings, monkeypatch
 ):
     settings.DEBUG = True
@@ -40,13 +40,15 @@ def test_a_crash_during_signup_shows_no_secret_even_on_the_debug_page(
     assert demo.client_secret not in response.content.decode()
 
 
-def test_a_host_header_that_is_not_allowed_is_refused(client):
+def test_row_67_a_host_header_that_is_not_allowed_is_refused(client):
     response = client.get("/", headers={"host": "evil.example"})
 
     assert response.status_code == 400
 
 
-def test_a_crash_during_reauthorization_shows_no_secret_either(admin, demo, settings, monkeypatch):
+def test_row_45_a_crash_during_reauthorization_shows_no_secret_either(
+    admin, demo, settings, monkeypatch
+):
     client = admin.client
     settings.DEBUG = True
 
@@ -70,7 +72,9 @@ def test_a_crash_during_reauthorization_shows_no_secret_either(admin, demo, sett
     assert demo.second_client_secret not in response.content.decode()
 
 
-def test_a_crash_inside_the_callback_shows_no_secret_or_token(visitor, demo, settings, monkeypatch):
+def test_row_45_a_crash_inside_the_callback_shows_no_secret_or_token(
+    visitor, demo, settings, monkeypatch
+):
     from lib import dynamics
 
     def crash(org_url, access_token):

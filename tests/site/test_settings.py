@@ -164,17 +164,17 @@ def test_the_wsgi_entry_point_refuses_to_start_without_encryption_keys(tmp_path)
     assert "connections.E001" in result.stderr
 
 
-def test_the_session_cookie_stays_lax_so_the_entra_callback_keeps_its_session(settings):
+def test_row_68_the_session_cookie_stays_lax_so_the_entra_callback_keeps_its_session(settings):
     assert settings.SESSION_COOKIE_SAMESITE == "Lax"
     assert settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
 
 
-def test_msal_never_logs_below_warning(settings):
+def test_row_46_msal_never_logs_below_warning(settings):
     """MSAL logs the authorization code at DEBUG."""
     assert settings.LOGGING["loggers"]["msal"]["level"] == "WARNING"
 
 
-def test_production_settings_pass_the_deployment_checks_without_warnings(tmp_path):
+def test_row_65_production_settings_pass_the_deployment_checks_without_warnings(tmp_path):
     env = {
         "PATH": os.environ["PATH"],
         "DJANGO_SECRET_KEY": "pr0duct10n-" + "x7Kq9" * 10,
