@@ -1,6 +1,9 @@
+import secrets
+
 from django.conf import settings
 from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -36,16 +39,24 @@ def landing(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and database reachability, for load balancers. No auth, no secrets."""
+    """Liveness, the database and the shared cache, for load balancers. No auth, no secrets;
+    503 names what failed."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         database = "ok"
     except DatabaseError:
         database = "unreachable"
-    status = 200 if database == "ok" else 503
+    try:
+        probe = secrets.token_hex(8)
+        cache.set("healthz", probe, timeout=10)
+        cache_state = "ok" if cache.get("healthz") == probe else "not_storing"
+    except Exception:
+        cache_state = "unreachable"
+    healthy = database == cache_state == "ok"
     return JsonResponse(
-        {"status": "ok" if status == 200 else "error", "database": database}, status=status
+        {"status": "ok" if healthy else "error", "database": database, "cache": cache_state},
+        status=200 if healthy else 503,
     )
 
 

@@ -3,6 +3,8 @@
 import pytest
 from django.db import DatabaseError
 
+from tests.network_guard import allow_local_port
+
 pytestmark = pytest.mark.django_db
 
 
@@ -17,7 +19,7 @@ def test_healthz_reports_the_database_without_authentication(client):
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok"}
     assert "no-cache" in response.headers["Cache-Control"]
 
 
@@ -34,6 +36,22 @@ def test_healthz_says_503_when_the_database_is_unreachable(client, monkeypatch):
 
     assert response.status_code == 503
     assert response.json()["database"] == "unreachable"
+
+
+def test_healthz_says_503_when_the_cache_is_unreachable(client, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        }
+    }
+    allow_local_port(1)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["cache"] == "unreachable"
+    assert response.json()["database"] == "ok"
 
 
 def test_row_37_pages_that_need_a_session_send_a_visitor_to_the_start_page(client):
