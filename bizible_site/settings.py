@@ -118,8 +118,8 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# A Redis server (redis:// or rediss://) shared by every app process: the cache and the rate
-# limits' counters. Unset, both live in the database, so no extra service is needed.
+# A Redis server (redis:// or rediss://) shared by every app process: the cache (flows in
+# progress) and the rate limits' counters. Unset, both live in the database: no extra service.
 CACHE_URL = env_redis_url("CACHE_URL")
 CACHES = {
     "default": (
@@ -128,6 +128,9 @@ CACHES = {
         else {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "dynamics_connect_cache",
+            # Flows in progress live here (15 minutes each): room for 50,000 at once before
+            # Django culls (300 by default); past a few, use Redis (CACHE_URL).
+            "OPTIONS": {"MAX_ENTRIES": 50_000},
         }
     )
 }

@@ -1,16 +1,21 @@
-"""Auth-code flows (PKCE, state, nonce by MSAL): started, kept in the session, redeemed once.
+"""Auth-code flows (PKCE, state, nonce by MSAL): started, kept server-side, redeemed once.
 
 ``start`` builds the authorize URL with a public client (no secret is needed for it) and keeps
-MSAL's flow dict in the session under ``FLOWS_SESSION_KEY``, keyed by its state, with the
-flow's purpose, the already-validated ``next`` URL and a small context. ``pop`` takes it out
-again (a replayed callback then finds nothing), and ``redeem`` exchanges the code with the
-app's credentials (one token request) and validates the id token. Nothing about a flow is
-ever read back from the callback's query string except ``state``, ``code`` and ``error``.
+MSAL's flow dict, with the flow's purpose, the already-validated ``next`` URL and a small
+context, as one entry of the shared cache keyed by its state and bound to the browser's
+session. One entry per flow, never a list inside the session: two tabs starting flows at once
+on two processes would otherwise each write the session and one flow would be lost. ``pop``
+claims the entry (a delete only one request can win; a replayed callback then finds nothing),
+and ``redeem`` exchanges the code with the app's credentials (one token request) and validates
+the id token. Nothing about a flow is ever read back from the callback's query string except
+``state``, ``code`` and ``error``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -18,6 +23,7 @@ from typing import Any
 
 import msal
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
 
 from lib.entra.errors import EntraRejected, FlowExpired, error_from_response
@@ -26,10 +32,13 @@ from lib.entra.id_token import validate_id_token
 from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow, redirect_uri
 from lib.secret import Secret
 
-FLOWS_SESSION_KEY = "entra.flows"
-# States of flows already taken out, so that a replayed callback is recognised as one.
+# A random value the browser's session keeps: a flow answers only in the browser that started it.
+BINDING_SESSION_KEY = "entra.binding"
+_FLOW = "entra.flow:"
+# The last flows this browser took out, so that a replayed callback is recognised as one (two
+# tabs writing this at once lose at worst a marker: the replay is then told as a stale link).
 SPENT_FLOWS_SESSION_KEY = "entra.spent_flows"
-MAX_FLOWS_PER_SESSION = 5
+MAX_SPENT_FLOWS = 5
 # How recent a sign-in must be for flows that ask for a fresh one (ASVS 7.5.1).
 FRESH_SIGN_IN_SECONDS = 300
 CALLBACK_PARAMETERS = (
@@ -49,6 +58,20 @@ def flow_lifetime() -> timedelta:
 
 def _is_live(entry: Mapping[str, Any]) -> bool:
     return entry.get("started_at", 0) >= time.time() - flow_lifetime().total_seconds()
+
+
+def _binding(request: HttpRequest) -> str:
+    """This browser's binding (a hash of it: the cache never holds the session's value)."""
+    value = request.session.get(BINDING_SESSION_KEY)
+    if not value:
+        value = request.session[BINDING_SESSION_KEY] = secrets.token_urlsafe(32)
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _kept_for() -> int:
+    """Seconds the cache keeps an entry: past the flow's lifetime, so that ``pop`` (not an
+    eviction) tells an expired flow apart from a forged one."""
+    return int(flow_lifetime().total_seconds()) + 300
 
 
 def start(
@@ -80,8 +103,8 @@ def start(
     flow = msal_app.initiate_auth_code_flow(
         list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only), **options
     )
-    flows = {s: f for s, f in (request.session.get(FLOWS_SESSION_KEY) or {}).items() if _is_live(f)}
-    flows[flow["state"]] = {
+    entry = {
+        "binding": _binding(request),
         "purpose": purpose.value,
         "client_id": client_id,
         "tenant": tenant,
@@ -91,9 +114,7 @@ def start(
         "started_at": time.time(),
         "flow": flow,
     }
-    while len(flows) > MAX_FLOWS_PER_SESSION:
-        flows.pop(next(iter(flows)))
-    request.session[FLOWS_SESSION_KEY] = flows
+    cache.set(_FLOW + flow["state"], entry, timeout=_kept_for())
     logger.info(
         "Entra ID flow started",
         extra={
@@ -107,7 +128,7 @@ def start(
 
 
 def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
-    """Take the flow that this callback answers out of the session.
+    """Take the flow that this callback answers out of the store, for this request alone.
 
     Raises ``FlowExpired`` for a missing, stale, replayed or ambiguous callback, and for a
     callback whose ``identityOnly`` flag does not match the purpose the flow was started for
@@ -118,10 +139,11 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
             log_failure("callback", "duplicate_parameter", parameter=name)
             raise FlowExpired(code="duplicate_parameter")
     state = request.GET.get("state", "")
-    stored = request.session.get(FLOWS_SESSION_KEY) or {}
-    entry = stored.pop(state, None) if state else None
+    binding = _binding(request) if request.session.get(BINDING_SESSION_KEY) else ""
+    entry = cache.get(_FLOW + state) if state and binding else None
+    # Another browser's flow (login CSRF) is not this request's to take, nor to spend.
     spent = request.session.get(SPENT_FLOWS_SESSION_KEY) or {}
-    if entry is None:
+    if entry is None or entry["binding"] != binding or not cache.delete(_FLOW + state):
         used = spent.get(state) if state else None
         log_failure("callback", "replayed" if used else "state")
         if used:
@@ -129,10 +151,9 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
                 code="flow_replayed", purpose=Purpose(used["purpose"]), context=used["context"]
             )
         raise FlowExpired(code="state")
-    request.session[FLOWS_SESSION_KEY] = stored
     purpose = Purpose(entry["purpose"])
     spent[state] = {"purpose": purpose.value, "context": entry["context"]}
-    request.session[SPENT_FLOWS_SESSION_KEY] = dict(list(spent.items())[-MAX_FLOWS_PER_SESSION:])
+    request.session[SPENT_FLOWS_SESSION_KEY] = dict(list(spent.items())[-MAX_SPENT_FLOWS:])
     if not _is_live(entry):
         log_failure("callback", "flow_expired")
         raise FlowExpired(code="flow_expired", purpose=purpose, context=entry["context"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import connection as db_connection
 from django.test import Client
 from django.urls import get_resolver, reverse
 
@@ -427,3 +429,50 @@ def test_a_session_unused_for_an_hour_ends(member, account, idle_minutes, still_
 
     assert ("Sign in with Active Directory</button>" not in page) is still_signed_in
     assert ("_auth_user_id" in member.client.session) is still_signed_in
+
+
+@pytest.mark.skipif(
+    db_connection.vendor == "sqlite",
+    reason="SQLite has one writer at a time, so nothing here is simultaneous; CI runs PostgreSQL.",
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_starting_sign_in_at_the_same_moment_both_complete(person, demo, monkeypatch):
+    """Each start writes its own entry, so neither overwrites the other's flow (a list inside
+    the session would keep only the last writer's). Both requests have read the session before
+    either builds its flow: the worst interleaving, every time."""
+    import msal
+
+    both_loaded = threading.Barrier(2, timeout=10)
+    initiate = msal.ClientApplication.initiate_auth_code_flow
+
+    def after_both_loaded(self, *args, **kwargs):
+        both_loaded.wait()
+        return initiate(self, *args, **kwargs)
+
+    admin = person()
+    assert admin.sign_up().status_code == 302
+    someone = person(demo.member)
+    someone.start_sign_in(admin.account)  # the browser has its session already
+    monkeypatch.setattr(msal.ClientApplication, "initiate_auth_code_flow", after_both_loaded)
+    tabs = [someone.client, Client()]
+    tabs[1].cookies = someone.client.cookies  # one browser: one cookie jar
+    barrier = threading.Barrier(2)
+    started: list[str] = []
+
+    def start(tab: Client) -> None:
+        barrier.wait()
+        try:
+            response = tab.post(f"/business/{admin.account.account_id}/signin")
+            started.append(response["Location"])
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=start, args=(tab,)) for tab in tabs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(started) == 2
+    for authorize_url in started:
+        assert someone.follow(someone.at_microsoft(authorize_url)).status_code == 302

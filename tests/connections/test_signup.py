@@ -390,8 +390,8 @@ def test_the_callback_makes_a_bounded_number_of_queries(
     authorize_url = visitor.submit_signup()
     redirect = visitor.at_microsoft(authorize_url)
 
-    # A constant: pending lookup and lock, the tenant's other accounts, five inserts, one
-    # delete, savepoints, and the session key rotation of the sign-in.
+    # A constant: the flow's claim (read, delete), pending lookup and lock, the tenant's other
+    # accounts, five inserts, one delete, savepoints, and the sign-in's session key rotation.
     with django_assert_max_num_queries(30):
         response = visitor.follow(redirect)
     assert response.status_code == 302
