@@ -1,10 +1,11 @@
-"""One log line per event, as `key=value` pairs that log search tools can index.
+"""One log line per event, as `key=value` pairs (or JSON) that log search tools can index.
 
 Auth events are logged with `extra={"event": ..., "account": ..., "outcome": ...}`; every extra
 field is appended. Values are quoted when they contain spaces. Callers pass identifiers and
 AADSTS codes only, never secrets or tokens (tests assert that on captured records).
 """
 
+import json
 import logging
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -34,8 +35,10 @@ def _describe(key: str, value: object) -> object:
 
 
 class KeyValueFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
+    """``time=... level=... logger=... msg="..." key=value ...``, every value escaped."""
+
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
+        fields: dict[str, object] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -46,7 +49,25 @@ class KeyValueFormatter(logging.Formatter):
             for key, value in vars(record).items()
             if key not in _STANDARD_ATTRS
         )
-        line = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+        return fields
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = " ".join(f"{key}={_quote(value)}" for key, value in self.fields(record).items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+class JsonFormatter(KeyValueFormatter):
+    """The same fields as one JSON object per line (``LOG_FORMAT=json``); a traceback goes in
+    ``exception``, so a record is always exactly one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {key: _json_value(value) for key, value in self.fields(record).items()}
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return json.dumps(fields, ensure_ascii=True)
+
+
+def _json_value(value: object) -> object:
+    return value if isinstance(value, bool | int | float) or value is None else str(value)

@@ -199,11 +199,18 @@ DEFAULT_EXCEPTION_REPORTER = "bizible_site.reporting.SafeExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "bizible_site.reporting.AlwaysSafeExceptionReporterFilter"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# `keyvalue` (key=value pairs) or `json` (one object per line), for the log pipeline.
+LOG_FORMAT = env_str("LOG_FORMAT", "keyvalue").lower()
+if LOG_FORMAT not in {"keyvalue", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be keyvalue or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"keyvalue": {"()": "bizible_site.logging.KeyValueFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue"}},
+    "formatters": {
+        "keyvalue": {"()": "bizible_site.logging.KeyValueFormatter"},
+        "json": {"()": "bizible_site.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # MSAL logs the authorization code at DEBUG: never let it below INFO.
