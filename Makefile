@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format e2e bench screenshots clean
+.PHONY: run serve test lint format e2e bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/python scripts/run_dev.py
+
+# Production mode: gunicorn, DEBUG off, PostgreSQL (DATABASE_URL), Redis (CACHE_URL, optional).
+serve: $(STAMP)
+	$(BIN)/python scripts/serve.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .
