@@ -126,3 +126,17 @@ def pending_claim(*, flow: StoredFlow) -> tuple[PendingAuthorization, AppCredent
 def pending_discard(pending: PendingAuthorization | None) -> None:
     if pending is not None:
         PendingAuthorization.objects.filter(pk=pending.pk).delete()
+
+
+class PendingFlowHandler:
+    """What the signup and re-authorization handlers share: one per callback, it claims the
+    flow's pending row and keeps it, and the secret, for ``completed``."""
+
+    def __init__(self) -> None:
+        self.pending: PendingAuthorization | None = None
+        self.secret: Secret | None = None
+
+    def credentials(self, request: HttpRequest, flow: StoredFlow) -> AppCredentials:
+        self.pending, credentials = pending_claim(flow=flow)
+        self.secret = credentials.client_secret
+        return credentials

@@ -23,7 +23,7 @@ from accounts.models import AuditEvent, EntraApp, Membership, User
 from accounts.services import audit_record
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
-    pending_claim,
+    PendingFlowHandler,
     pending_discard,
     pending_explained,
     pending_flow_start,
@@ -144,12 +144,8 @@ def reauthorization_record_failure(
     )
 
 
-class ReauthorizeHandler:
+class ReauthorizeHandler(PendingFlowHandler):
     """The re-authorization flow's handler for ``/OAuth2``, one per callback."""
-
-    def __init__(self) -> None:
-        self.pending: PendingAuthorization | None = None
-        self.secret: Secret | None = None
 
     def credentials(self, request: HttpRequest, flow: StoredFlow) -> AppCredentials:
         if not request.user.is_authenticated:
@@ -157,7 +153,7 @@ class ReauthorizeHandler:
                 "You were signed out before the re-authorization finished. Sign in and try again.",
                 code="signed_out",
             )
-        self.pending, credentials = pending_claim(flow=flow)
+        credentials = super().credentials(request, flow)
         if self.pending.requested_by_id != request.user.pk or not _is_active_admin(
             request.user, self.pending.connection.account_id
         ):
@@ -166,7 +162,6 @@ class ReauthorizeHandler:
                 "was changed.",
                 code="actor_mismatch",
             )
-        self.secret = credentials.client_secret
         return credentials
 
     def completed(

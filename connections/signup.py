@@ -23,7 +23,7 @@ from accounts.models import Account, AuditEvent, EntraApp, Membership, User
 from accounts.services import audit_record, user_from_identity
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
-    pending_claim,
+    PendingFlowHandler,
     pending_discard,
     pending_explained,
     pending_flow_start,
@@ -34,7 +34,6 @@ from lib.entra.django import context_of
 from lib.entra.errors import EntraError, SignInCancelled
 from lib.entra.types import (
     ORGANIZATIONS,
-    AppCredentials,
     ProvenIdentity,
     Purpose,
     StoredFlow,
@@ -133,17 +132,8 @@ def account_create_from_signup(
     return SignupResult(account=account, user=user, other_accounts_of_tenant=other_accounts)
 
 
-class SignupHandler:
+class SignupHandler(PendingFlowHandler):
     """The signup flow's handler for ``/OAuth2``, one per callback (see lib/entra/django.py)."""
-
-    def __init__(self) -> None:
-        self.pending: PendingAuthorization | None = None
-        self.secret: Secret | None = None
-
-    def credentials(self, request: HttpRequest, flow: StoredFlow) -> AppCredentials:
-        self.pending, credentials = pending_claim(flow=flow)
-        self.secret = credentials.client_secret
-        return credentials
 
     def completed(
         self, request: HttpRequest, flow: StoredFlow, identity: ProvenIdentity
