@@ -230,6 +230,11 @@ _CODES: dict[str, _Row] = {
         "Re-authorize the connection to store it again.",
         "This account's Microsoft app credentials cannot be used right now. " + _ASK_AN_ADMIN,
     ),
+    "undecryptable_token_cache": _Row(
+        Remedy.REAUTHORIZE,
+        "The stored sign-in of the connection cannot be decrypted with the configured "
+        "encryption keys. Re-authorize the connection to store it again.",
+    ),
 }
 
 # Failures by kind, when neither table names the code.
@@ -280,10 +285,12 @@ _UNKNOWN = (
     "Microsoft refused the request ({code}). Please start again; if it keeps happening, give "
     "this code to your Entra ID admin."
 )
-_UNKNOWN_CREDENTIALS = (
-    "Microsoft refused this app's credentials ({code}). Check the Client Id and Client Secret "
-    "of the Azure app, then re-authorize."
-)
+_UNKNOWN_CREDENTIALS = {
+    Audience.ADMIN: "Microsoft refused this app's credentials ({code}). Check the Client Id and "
+    "Client Secret of the Azure app, then re-authorize.",
+    Audience.SIGNING_IN: "Microsoft refused this account's app credentials ({code}). "
+    + _ASK_AN_ADMIN,
+}
 
 
 @dataclass(frozen=True)
@@ -322,11 +329,10 @@ def explain(
     """The words for ``error`` as ``audience`` should read them."""
     row = _row(error)
     remedy = row.remedy if row else error.remedy
-    if row is None:
-        unknown = _UNKNOWN_CREDENTIALS if remedy is Remedy.FIX_APP_CREDENTIALS else _UNKNOWN
-        template = unknown
-        if audience is Audience.SIGNING_IN and remedy is Remedy.FIX_APP_CREDENTIALS:
-            template = "Microsoft refused this account's app credentials ({code}). " + _ASK_AN_ADMIN
+    if row is None and remedy is Remedy.FIX_APP_CREDENTIALS:
+        template = _UNKNOWN_CREDENTIALS[audience]
+    elif row is None:
+        template = _UNKNOWN
     elif audience is Audience.SIGNING_IN and row.signing_in:
         template = row.signing_in
     elif audience is Audience.SIGNING_IN and remedy is Remedy.FIX_APP_CREDENTIALS:

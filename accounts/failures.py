@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.aadsts import Audience, Explanation, explain
-from lib.entra.errors import EntraError, FlowRefused, Remedy, SignInCancelled
+from lib.entra.errors import EntraError, FlowRefused, Remedy
 
 
 class Refused(FlowRefused):
@@ -37,11 +37,18 @@ def render_failure(
     **placeholders: str,
 ) -> HttpResponse:
     """The one friendly page for a failed authorization; "cancelled" is told apart."""
-    explanation = describe(error, audience, **placeholders)
-    cancelled = isinstance(error, SignInCancelled)
+    return render_explanation(
+        request, describe(error, audience, **placeholders), retry_url=retry_url
+    )
+
+
+def render_explanation(
+    request: HttpRequest, explanation: Explanation, *, retry_url: str = "/"
+) -> HttpResponse:
+    """``render_failure`` for a caller that has explained the failure already."""
     return render(
         request,
         "accounts/auth_error.html",
-        {"error": explanation, "cancelled": cancelled, "retry_url": retry_url},
-        status=200 if cancelled else 400,
+        {"error": explanation, "cancelled": explanation.cancelled, "retry_url": retry_url},
+        status=200 if explanation.cancelled else 400,
     )

@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 from accounts import services, signals
 from accounts.aadsts import Audience
 from accounts.access import start_session
-from accounts.failures import describe, render_failure
+from accounts.failures import describe, render_explanation
 from accounts.models import EntraApp
 from lib import crypto
 from lib.entra.django import context_of
@@ -81,6 +81,4 @@ class SignInHandler:
         )
         if app and error.from_token_endpoint and explanation.remedy is Remedy.FIX_APP_CREDENTIALS:
             signals.app_credentials_rejected.send(EntraApp, app=app, error=error)
-        return render_failure(
-            request, error, Audience.SIGNING_IN, retry_url=_retry_url(app), **placeholders
-        )
+        return render_explanation(request, explanation, retry_url=_retry_url(app))

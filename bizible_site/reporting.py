@@ -4,6 +4,8 @@ Django hides sensitive POST fields and variables only outside DEBUG, and never h
 parameters; an Entra ID callback carries its authorization code in the query string.
 """
 
+import re
+
 from django.http import HttpRequest
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
@@ -14,7 +16,13 @@ _URL_META = {"QUERY_STRING", "REQUEST_URI", "RAW_URI"}
 
 class AlwaysSafeExceptionReporterFilter(SafeExceptionReporterFilter):
     """Active in DEBUG too: a developer's shared screen or pasted error page must not carry a
-    customer's client secret."""
+    customer's client secret. Also hides the settings that hold a server's password in a URL
+    (DATABASE_URL, CACHE_URL and the cache's LOCATION), which Django's own list misses."""
+
+    hidden_settings = re.compile(
+        SafeExceptionReporterFilter.hidden_settings.pattern + "|^(DATABASE|CACHE)_URL$|^LOCATION$",
+        flags=re.I,
+    )
 
     def is_active(self, request) -> bool:
         return True

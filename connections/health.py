@@ -19,7 +19,7 @@ from accounts.services import audit_record
 from accounts.signals import app_credentials_rejected
 from connections.models import DynamicsConnection
 from lib import crypto, dynamics
-from lib.entra.errors import EntraError
+from lib.entra.errors import EntraError, Remedy
 from lib.entra.tokens import acquire_token_silently
 from lib.secret import Secret
 
@@ -55,8 +55,21 @@ def connection_record_health(
         )
 
 
-def undecryptable_message(problem: crypto.UndecryptableValue) -> str:
-    return f"{problem} Re-authorize the connection to store it again."
+def undecryptable(what: str) -> EntraError:
+    """No configured key opens the stored ``secret`` or ``token_cache``: only a new
+    authorization can store it again."""
+    return EntraError(code=f"undecryptable_{what}", remedy=Remedy.REAUTHORIZE)
+
+
+def connection_record_failure(
+    connection: DynamicsConnection, error: EntraError, *, client_id: str = ""
+) -> str:
+    """Record a failure of the connection's credentials or tokens in an admin's words: Needs
+    re-authentication when they stopped working, else Error. Returns the words."""
+    explanation = explain(error, Audience.ADMIN, client_id=client_id)
+    status = Status.NEEDS_REAUTH if explanation.breaks_the_app_credentials else Status.ERROR
+    connection_record_health(connection, status, code=error.code, message=explanation.message)
+    return explanation.message
 
 
 @receiver(app_credentials_rejected)
@@ -68,10 +81,7 @@ def _mark_needs_reauthorization(sender, *, app: EntraApp, error: EntraError, **k
         .first()
     )
     if connection is not None:
-        explanation = explain(error, Audience.ADMIN, client_id=app.client_id)
-        connection_record_health(
-            connection, Status.NEEDS_REAUTH, code=error.code, message=explanation.message
-        )
+        connection_record_failure(connection, error, client_id=app.client_id)
 
 
 class ConnectionUnusable(Exception):
@@ -83,14 +93,12 @@ class ConnectionUnusable(Exception):
         self.code = code
 
 
-def connection_access_token(
-    *, connection: DynamicsConnection, force_refresh: bool = False
-) -> tuple[Secret, DynamicsConnection]:
-    """A Dynamics access token from the connection's token cache, refreshed when needed, and
-    the row it came from.
+def connection_access_token(*, connection: DynamicsConnection) -> tuple[Secret, DynamicsConnection]:
+    """A newly refreshed Dynamics access token (forced, so the app credentials and the refresh
+    token are proven too, not a cached token) and the connection row it came from.
 
     The row is locked while refreshing, so processes refreshing the same connection take
-    turns; the cache is saved (encrypted) only when MSAL changed it. Credentials or a refresh
+    turns; the new token cache is saved (encrypted). Credentials or a refresh
     token that no longer work mark the connection Needs re-authentication; anything else
     marks it Error. Either way ``ConnectionUnusable`` is raised.
     """
@@ -109,14 +117,14 @@ def connection_access_token(
                 ),
                 scopes=(dynamics.dynamics_scope(locked.org_url),),
                 home_account_id=locked.home_account_id,
-                force_refresh=force_refresh,
+                force_refresh=True,
             )
         except crypto.UndecryptableValue as problem:
-            what = "secret" if problem.context == app.credential_context() else "token_cache"
-            failure = (undecryptable_message(problem), f"undecryptable_{what}", True)
+            failure = undecryptable(
+                "secret" if problem.context == app.credential_context() else "token_cache"
+            )
         except EntraError as error:
-            explanation = explain(error, Audience.ADMIN, client_id=app.client_id)
-            failure = (explanation.message, error.code, explanation.breaks_the_app_credentials)
+            failure = error
         else:
             if token.token_cache is not None:
                 locked.token_cache_encrypted = crypto.encrypt(
@@ -124,14 +132,9 @@ def connection_access_token(
                 )
                 locked.save(update_fields=["token_cache_encrypted", "updated_at"])
             return token.access_token, locked
-    message, code, needs_reauthorization = failure
-    connection_record_health(
-        locked,
-        Status.NEEDS_REAUTH if needs_reauthorization else Status.ERROR,
-        code=code,
-        message=message,
-    )
-    raise ConnectionUnusable(message, code=code)
+    # Outside the transaction, so that the health it records is not rolled back with it.
+    message = connection_record_failure(locked, failure, client_id=app.client_id)
+    raise ConnectionUnusable(message, code=failure.code)
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def connection_check(*, connection: DynamicsConnection) -> CheckResult:
 def _who_am_i(connection: DynamicsConnection, *, retry: bool) -> DynamicsConnection:
     """WhoAmI with a newly refreshed token, health recorded either way. A token Dynamics
     refuses gets one more refresh before the connection needs re-authentication."""
-    token, checked = connection_access_token(connection=connection, force_refresh=True)
+    token, checked = connection_access_token(connection=connection)
     try:
         dynamics.who_am_i(checked.org_url, token)
     except dynamics.DynamicsError as error:

@@ -6,19 +6,18 @@ by the callback that claims the row.
 
 from __future__ import annotations
 
-from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.aadsts import Audience, Explanation
 from accounts.failures import Refused, describe
 from connections.models import PendingAuthorization
-from lib import crypto
+from lib import crypto, dynamics
 from lib.dynamics import dynamics_scope
 from lib.entra import flows
 from lib.entra.errors import EntraError
 from lib.entra.flows import flow_lifetime
-from lib.entra.types import AppCredentials, Purpose, StoredFlow, redirect_uri
+from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow, redirect_uri
 from lib.secret import Secret
 
 
@@ -97,7 +96,7 @@ def pending_claim(*, flow: StoredFlow) -> tuple[PendingAuthorization, AppCredent
             code="pending_missing",
         )
     claimed = PendingAuthorization.objects.filter(
-        Q(pk=pending.pk, consumed_at__isnull=True, expires_at__gt=timezone.now())
+        pk=pending.pk, consumed_at__isnull=True, expires_at__gt=timezone.now()
     ).update(consumed_at=timezone.now())
     if not claimed:
         if pending.consumed_at is None:
@@ -140,3 +139,10 @@ class PendingFlowHandler:
         self.pending, credentials = pending_claim(flow=flow)
         self.secret = credentials.client_secret
         return credentials
+
+    def prove_dynamics_access(self, identity: ProvenIdentity) -> None:
+        """WhoAmI on the pending org with the new token; ``Refused`` when Dynamics says no."""
+        try:
+            dynamics.who_am_i(self.pending.org_url, identity.access_token)
+        except dynamics.DynamicsError as error:
+            raise Refused(error.message, code=f"dynamics_{error.code}") from None

@@ -29,9 +29,9 @@ from connections.pending import (
     pending_flow_start,
     pending_of,
 )
-from lib import crypto, dynamics
+from lib import crypto
 from lib.entra.django import context_of
-from lib.entra.errors import EntraError, SignInCancelled
+from lib.entra.errors import EntraError
 from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow
 from lib.secret import Secret
 
@@ -168,15 +168,13 @@ class ReauthorizeHandler(PendingFlowHandler):
         self, request: HttpRequest, flow: StoredFlow, identity: ProvenIdentity
     ) -> HttpResponse:
         try:
-            dynamics.who_am_i(self.pending.org_url, identity.access_token)
+            self.prove_dynamics_access(identity)
             connection = connection_reauthorize(
                 pending=self.pending,
                 client_secret=self.secret,
                 identity=identity,
                 actor=request.user,
             )
-        except dynamics.DynamicsError as error:
-            return self.failed(request, flow, Refused(error.message, code=f"dynamics_{error.code}"))
         except Refused as refused:
             return self.failed(request, flow, refused)
         messages.success(
@@ -193,7 +191,7 @@ class ReauthorizeHandler(PendingFlowHandler):
             return render_failure(request, error, Audience.ADMIN)
         pending = self.pending or pending_of(context_of(flow, error))
         explanation = pending_explained(error, pending)
-        if isinstance(error, SignInCancelled):
+        if explanation.cancelled:
             messages.info(
                 request, "You cancelled at Microsoft's sign-in. The connection was not changed."
             )

@@ -29,9 +29,9 @@ from connections.pending import (
     pending_flow_start,
     pending_of,
 )
-from lib import crypto, dynamics
+from lib import crypto
 from lib.entra.django import context_of
-from lib.entra.errors import EntraError, SignInCancelled
+from lib.entra.errors import EntraError
 from lib.entra.types import (
     ORGANIZATIONS,
     ProvenIdentity,
@@ -139,9 +139,9 @@ class SignupHandler(PendingFlowHandler):
         self, request: HttpRequest, flow: StoredFlow, identity: ProvenIdentity
     ) -> HttpResponse:
         try:
-            dynamics.who_am_i(self.pending.org_url, identity.access_token)
-        except dynamics.DynamicsError as error:
-            return self.failed(request, flow, Refused(error.message, code=f"dynamics_{error.code}"))
+            self.prove_dynamics_access(identity)
+        except Refused as refused:
+            return self.failed(request, flow, refused)
         result = account_create_from_signup(
             pending=self.pending, client_secret=self.secret, identity=identity
         )
@@ -161,9 +161,9 @@ class SignupHandler(PendingFlowHandler):
             pending_discard(pending_of(context_of(flow, error)))
             return render_failure(request, error, Audience.ADMIN, retry_url=reverse("signup"))
         pending = self.pending or pending_of(flow.context)
-        cancelled = isinstance(error, SignInCancelled)
-        message = pending_explained(error, pending).message
-        if cancelled:
+        explanation = pending_explained(error, pending)
+        message = explanation.message
+        if explanation.cancelled:
             message = (
                 "You cancelled at Microsoft's sign-in, so no account was created. Submit the "
                 "form again when you are ready."
@@ -176,7 +176,7 @@ class SignupHandler(PendingFlowHandler):
             "message": message,
             "code": error.code,
             "aadsts": error.aadsts,
-            "cancelled": cancelled,
+            "cancelled": explanation.cancelled,
         }
         if error.code != "pending_in_progress":
             pending_discard(pending)

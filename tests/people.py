@@ -44,6 +44,7 @@ class Person:
         self.client = client or Client()
         self.browser = requests.Session()
         self.account: Account | None = None
+        self._session = SessionStore()  # for request(): lib/entra's own tests
 
     # --- Microsoft's side ---
 
@@ -64,8 +65,6 @@ class Person:
     def request(self, url: str = "/") -> HttpRequest:
         """A request from this person's browser, with a session of its own: for driving
         lib/entra directly, below the product's views."""
-        if not hasattr(self, "_session"):
-            self._session = SessionStore()
         parts = urlsplit(url)
         request = RequestFactory().get(parts.path or "/", parse_qs(parts.query))
         request.session = self._session

@@ -60,12 +60,13 @@ def _is_live(entry: Mapping[str, Any]) -> bool:
     return entry.get("started_at", 0) >= time.time() - flow_lifetime().total_seconds()
 
 
-def _binding(request: HttpRequest) -> str:
-    """This browser's binding (a hash of it: the cache never holds the session's value)."""
+def _binding(request: HttpRequest, *, create: bool) -> str:
+    """This browser's binding (a hash of it: the cache never holds the session's value);
+    "" when the session has none and ``create`` is off."""
     value = request.session.get(BINDING_SESSION_KEY)
-    if not value:
+    if not value and create:
         value = request.session[BINDING_SESSION_KEY] = secrets.token_urlsafe(32)
-    return hashlib.sha256(value.encode()).hexdigest()
+    return hashlib.sha256(value.encode()).hexdigest() if value else ""
 
 
 def _kept_for() -> int:
@@ -104,7 +105,7 @@ def start(
         list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only), **options
     )
     entry = {
-        "binding": _binding(request),
+        "binding": _binding(request, create=True),
         "purpose": purpose.value,
         "client_id": client_id,
         "tenant": tenant,
@@ -139,7 +140,7 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
             log_failure("callback", "duplicate_parameter", parameter=name)
             raise FlowExpired(code="duplicate_parameter")
     state = request.GET.get("state", "")
-    binding = _binding(request) if request.session.get(BINDING_SESSION_KEY) else ""
+    binding = _binding(request, create=False)
     entry = cache.get(_FLOW + state) if state and binding else None
     # Another browser's flow (login CSRF) is not this request's to take, nor to spend.
     spent = request.session.get(SPENT_FLOWS_SESSION_KEY) or {}

@@ -64,7 +64,7 @@ class AppCredentials:
 
 @dataclass(frozen=True)
 class StoredFlow:
-    """A flow taken out of the session: what it was started for, on which app and tenant.
+    """A flow taken out of the flow store: what it was started for, on which app and tenant.
 
     ``context`` is the small, JSON-serializable value the starter gave (identifiers only).
     """
@@ -81,7 +81,7 @@ class StoredFlow:
 @dataclass(frozen=True)
 class ProvenIdentity:
     """What a completed flow proved: a validated id token's identity and, for flows that keep
-    tokens, the Dynamics access token and the serialized MSAL token cache."""
+    tokens, the access token for the flow's scopes and the serialized MSAL token cache."""
 
     tenant_id: str
     object_id: str

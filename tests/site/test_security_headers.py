@@ -94,3 +94,21 @@ def test_row_45_a_crash_inside_the_callback_shows_no_secret_or_token(
     assert demo.client_secret not in page
     assert code not in page
     assert "eyJ" not in page  # no JWT, nor the base64 JSON of client_info
+
+
+def test_row_45_error_reports_hide_the_passwords_in_database_and_cache_urls(settings):
+    from bizible_site.reporting import AlwaysSafeExceptionReporterFilter
+
+    settings.DATABASE_URL = "postgres://app:db-pass-123@db.internal:5432/dynamics"
+    settings.CACHE_URL = "redis://:cache-pass-456@cache.internal:6379/0"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": settings.CACHE_URL,
+        }
+    }
+
+    shown = repr(AlwaysSafeExceptionReporterFilter().get_safe_settings())
+
+    assert "db-pass-123" not in shown and "cache-pass-456" not in shown
+    assert "PUBLIC_BASE_URL" in shown  # the rest stays readable

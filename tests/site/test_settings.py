@@ -13,19 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 VALID_KEY = "eB4DBo7t5RMaRwQHJ_MX6eNg1YMhj51ri2kUTxghQ-U="
 
 
-def load_settings(tmp_path, **env: str) -> subprocess.CompletedProcess:
-    """Import the settings module in a fresh interpreter with exactly this environment."""
+def run_python(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with exactly this environment (over a base that
+    starts: a secret key, a valid encryption key, VAR_DIR in tmp_path)."""
     base = {
         "PATH": os.environ["PATH"],
         "DJANGO_SECRET_KEY": "k" * 50,
         "FIELD_ENCRYPTION_KEYS": VALID_KEY,
         "VAR_DIR": str(tmp_path),
     }
-    code = (
-        "import bizible_site.settings as s; "
-        "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.ENTRA_AUTHORITY_HOST, "
-        "s.DYNAMICS_EXTRA_ALLOWED_ORIGINS, s.ENTRA_HTTP_TIMEOUT)"
-    )
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -33,6 +29,17 @@ def load_settings(tmp_path, **env: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def load_settings(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """Import the settings module in a fresh interpreter with exactly this environment."""
+    return run_python(
+        tmp_path,
+        "import bizible_site.settings as s; "
+        "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.ENTRA_AUTHORITY_HOST, "
+        "s.DYNAMICS_EXTRA_ALLOWED_ORIGINS, s.ENTRA_HTTP_TIMEOUT)",
+        **env,
     )
 
 
@@ -124,41 +131,14 @@ def test_a_missing_ca_bundle_file_fails_the_system_checks(settings, tmp_path):
 def test_the_wsgi_entry_point_refuses_a_plain_http_public_url_without_debug(
     tmp_path, base_url, refused
 ):
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SECRET_KEY": "k" * 50,
-        "FIELD_ENCRYPTION_KEYS": "eB4DBo7t5RMaRwQHJ_MX6eNg1YMhj51ri2kUTxghQ-U=",
-        "PUBLIC_BASE_URL": base_url,
-        "VAR_DIR": str(tmp_path),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", "import bizible_site.wsgi"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(tmp_path, "import bizible_site.wsgi", PUBLIC_BASE_URL=base_url)
 
     assert (result.returncode != 0) is refused, result.stderr
     assert ("accounts.E003" in result.stderr) is refused
 
 
 def test_the_wsgi_entry_point_refuses_to_start_without_encryption_keys(tmp_path):
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SECRET_KEY": "k" * 50,
-        "FIELD_ENCRYPTION_KEYS": "",
-        "VAR_DIR": str(tmp_path),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", "import bizible_site.wsgi"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(tmp_path, "import bizible_site.wsgi", FIELD_ENCRYPTION_KEYS="")
 
     assert result.returncode != 0
     assert "connections.E001" in result.stderr
@@ -203,24 +183,19 @@ def test_row_65_production_settings_pass_the_deployment_checks_without_warnings(
     ],
 )
 def test_cookies_get_host_only_names_when_served_over_https(tmp_path, base_url, names):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from django.conf import settings; "
-            "print(settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME)",
-        ],
-        cwd=ROOT,
-        env={
-            "PATH": os.environ["PATH"],
-            "DJANGO_SETTINGS_MODULE": "bizible_site.settings",
-            "DJANGO_SECRET_KEY": "k" * 50,
-            "PUBLIC_BASE_URL": base_url,
-            "VAR_DIR": str(tmp_path),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_python(
+        tmp_path,
+        "from django.conf import settings as s; print(s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME)",
+        PUBLIC_BASE_URL=base_url,
+        DJANGO_SETTINGS_MODULE="bizible_site.settings",
     )
 
     assert result.stdout.strip() == names, result.stderr
+
+
+def test_log_format_json_is_chosen_by_the_environment_and_anything_else_refused(tmp_path):
+    show = "import bizible_site.settings as s; print(s.LOGGING['handlers']['console']['formatter'])"
+
+    assert run_python(tmp_path, show, LOG_FORMAT="json").stdout.strip() == "json"
+    refused = run_python(tmp_path, show, LOG_FORMAT="xml")
+    assert refused.returncode != 0 and "LOG_FORMAT must be keyvalue or json" in refused.stderr

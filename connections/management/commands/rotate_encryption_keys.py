@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 from django.db import models, transaction
 
 from accounts.models import EntraApp
-from connections.health import connection_record_health, undecryptable_message
+from connections.health import connection_record_failure, undecryptable
 from connections.models import DynamicsConnection, PendingAuthorization
 from lib import crypto
 
@@ -66,7 +66,7 @@ class Command(BaseCommand):
         row: models.Model,
         field: str,
         context: str,
-        lost: Callable[[models.Model, crypto.UndecryptableValue], None],
+        lost: Callable[[models.Model], None],
     ) -> None:
         ciphertext = getattr(row, field)
         if not ciphertext:
@@ -76,23 +76,21 @@ class Command(BaseCommand):
             return
         try:
             setattr(row, field, crypto.reencrypt(ciphertext, context=context))
-        except crypto.UndecryptableValue as problem:
+        except crypto.UndecryptableValue:
             self.counts["undecryptable"] += 1
-            lost(row, problem)
+            lost(row)
             return
         self.counts["rotated"] += 1
         row.save(update_fields=[field])
 
-    def _lost_app(self, app: EntraApp, problem: crypto.UndecryptableValue) -> None:
+    def _lost_app(self, app: EntraApp) -> None:
         self._report_lost(app.account.account_id, "client secret")
         connection = DynamicsConnection.objects.select_related("account").get(account=app.account)
-        self._mark(connection, "undecryptable_secret", problem)
+        connection_record_failure(connection, undecryptable("secret"))
 
-    def _lost_token_cache(
-        self, connection: DynamicsConnection, problem: crypto.UndecryptableValue
-    ) -> None:
+    def _lost_token_cache(self, connection: DynamicsConnection) -> None:
         self._report_lost(connection.account.account_id, "token cache")
-        self._mark(connection, "undecryptable_token_cache", problem)
+        connection_record_failure(connection, undecryptable("token_cache"))
 
     def _report_lost(self, account_id: str, what: str) -> None:
         self.stderr.write(
@@ -100,17 +98,6 @@ class Command(BaseCommand):
             "marked Needs re-authentication."
         )
 
-    @staticmethod
-    def _mark(
-        connection: DynamicsConnection, code: str, problem: crypto.UndecryptableValue
-    ) -> None:
-        connection_record_health(
-            connection,
-            DynamicsConnection.Status.NEEDS_REAUTH,
-            code=code,
-            message=undecryptable_message(problem),
-        )
 
-
-def _discard(pending: PendingAuthorization, problem: crypto.UndecryptableValue) -> None:
+def _discard(pending: PendingAuthorization) -> None:
     pending.delete()
