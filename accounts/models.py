@@ -193,3 +193,21 @@ class RateLimitCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.hits}"
+
+
+class StartedFlow(models.Model):
+    """The auth-code flows ``lib/entra/flows.py`` keeps between start and callback, a row
+    each, keyed by the flow's state and bound to one browser's session (a hash of its
+    binding). It reads and writes this table with SQL, by its name, so that the leaf imports
+    no app; never shown in the admin (a row holds the flow's PKCE verifier)."""
+
+    state = models.CharField(max_length=64, primary_key=True)
+    binding = models.CharField(max_length=64)
+    entry = models.TextField()
+    expires_at = models.FloatField(db_index=True)
+
+    class Meta:
+        db_table = "entra_started_flow"
+
+    def __str__(self) -> str:
+        return "a started flow"

@@ -18,16 +18,26 @@ from lib.entra.types import ProvenIdentity
 logger = logging.getLogger("dynamics_connect.auth")
 
 
+def _display_data(identity: ProvenIdentity) -> tuple[str, str]:
+    """The display name and e-mail an id token gives, cut to fit the user's columns."""
+    email = identity.email or (identity.username if "@" in identity.username else "")
+    return fit(User, "display_name", identity.display_name), fit(User, "email", email)
+
+
+def _refresh_display_data(user: User, identity: ProvenIdentity) -> None:
+    display_name, email = _display_data(identity)
+    if (user.display_name, user.email) != (display_name, email):
+        user.display_name, user.email = display_name, email
+        user.save(update_fields=["display_name", "email"])
+
+
 def user_from_identity(*, identity: ProvenIdentity) -> User:
     """The user with this Entra identity ``(tid, oid)``, created on first sight.
 
     Display name and e-mail are display data: refreshed from the id token at every sign-in,
     never used to find the user.
     """
-    email = fit(
-        User, "email", identity.email or (identity.username if "@" in identity.username else "")
-    )
-    display_name = fit(User, "display_name", identity.display_name)
+    display_name, email = _display_data(identity)
     with transaction.atomic():
         user, created = User.objects.select_for_update().get_or_create(
             tenant_id=identity.tenant_id,
@@ -39,9 +49,8 @@ def user_from_identity(*, identity: ProvenIdentity) -> User:
                 "email": email,
             },
         )
-        if not created and (user.display_name, user.email) != (display_name, email):
-            user.display_name, user.email = display_name, email
-            user.save(update_fields=["display_name", "email"])
+        if not created:
+            _refresh_display_data(user, identity)
     return user
 
 
@@ -91,10 +100,20 @@ def member_sign_in(*, account: Account, identity: ProvenIdentity) -> Membership:
     if identity.tenant_id != account.entra_app.tenant_id:
         wrong_tenant = explain(WrongTenant(code="tenant_mismatch"), Audience.SIGNING_IN)
         raise SignInRefused(wrong_tenant.message, code="tenant_mismatch", remedy=Remedy.ASK_ADMIN)
-    user = user_from_identity(identity=identity)
-    membership, created = Membership.objects.get_or_create(
-        account=account, user=user, defaults={"role": Membership.Role.MEMBER}
+    # A returning member: one query finds the membership with its user (unique: no ORDER BY).
+    returning = Membership.objects.select_related("user").filter(
+        account=account, user__tenant_id=identity.tenant_id, user__object_id=identity.object_id
     )
+    membership = next(iter(returning[:1]), None)
+    created = membership is None
+    if created:
+        user = user_from_identity(identity=identity)
+        membership, created = Membership.objects.get_or_create(
+            account=account, user=user, defaults={"role": Membership.Role.MEMBER}
+        )
+    else:
+        user = membership.user
+        _refresh_display_data(user, identity)
     if membership.is_blocked:
         audit_record(
             account=account,

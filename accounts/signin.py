@@ -21,12 +21,11 @@ logger = logging.getLogger("dynamics_connect.auth")
 
 
 def _app_of(context: dict) -> EntraApp | None:
-    """The signing-in account's app, with its account (one query)."""
-    return (
-        EntraApp.objects.select_related("account")
-        .filter(account__account_id=str(context.get("account", "")))
-        .first()
+    """The signing-in account's app, with its account (one query; unique: no ORDER BY)."""
+    apps = EntraApp.objects.select_related("account").filter(
+        account__account_id=str(context.get("account", ""))
     )
+    return next(iter(apps[:1]), None)
 
 
 def _retry_url(app: EntraApp | None) -> str:

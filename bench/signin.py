@@ -8,7 +8,8 @@ Starts the local Entra ID emulator and an in-memory SQLite database, signs an ac
 - times the floors (a bare view, a view storing one value in a new session, a view calling
   django.contrib.auth.login) and gives each step as a ratio to its floor;
 - times the account home and the Connections page at 1, 100 and 10,000 accounts, with queries;
-- counts Entra ID requests per sign-in from the emulator's log, and the peak RSS.
+- counts Entra ID requests per sign-in from the emulator's log, new TLS connections to it per
+  sign-in (the first, then the rest), and the peak RSS.
 Prints a Markdown table and writes bench/results.json.
 """
 
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,6 +84,17 @@ def main(rounds: int) -> None:
         return response
 
     entra_http.http_client.post = timed_post
+    # New TLS connections from the app to Entra ID (the emulator's API port), per round.
+    import urllib3.connection
+
+    tls_connects: list[tuple[str, int]] = []
+    connect = urllib3.connection.HTTPSConnection.connect
+
+    def counted_connect(self):
+        tls_connects.append((self.host, self.port))
+        return connect(self)
+
+    urllib3.connection.HTTPSConnection.connect = counted_connect
     with (
         tempfile.TemporaryDirectory() as state_dir,
         run_emulator(
@@ -116,7 +129,10 @@ def main(rounds: int) -> None:
 
         steps: dict[str, list[float]] = {"start": [], "callback": [], "callback_own": []}
         queries: dict[str, int] = {}
+        entra = (urlsplit(emulator.url).hostname, urlsplit(emulator.url).port)
+        tls_per_round: list[int] = []
         for _ in range(rounds):
+            tls_before = tls_connects.count(entra)
             member = Person(demo, demo.member, client=fresh_browser())
             with CaptureQueriesContext(connection) as start_queries:
                 took, authorize_url = timed(lambda: member.start_sign_in(account))  # noqa: B023
@@ -129,6 +145,7 @@ def main(rounds: int) -> None:
             steps["callback"].append(took)
             steps["callback_own"].append(took - sum(token_wait))
             queries = {"start": len(start_queries), "callback": len(callback_queries)}
+            tls_per_round.append(tls_connects.count(entra) - tls_before)
         endpoints = [entry["endpoint"] for entry in emulator.log()[log_start:]]
 
         from accounts.models import User
@@ -161,6 +178,10 @@ def main(rounds: int) -> None:
             name: round(endpoints.count(name) / rounds, 2)
             for name in ("token", "discovery", "jwks")
         },
+        "new_tls_connections_to_entra": {
+            "first sign-in": tls_per_round[0],
+            "per sign-in after it": round(sum(tls_per_round[1:]) / max(1, rounds - 1), 2),
+        },
         "pages": pages,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -174,8 +195,8 @@ def pages_at_scale(admin, member, account, rounds: int) -> dict[str, dict[str, f
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from accounts.models import Account, EntraApp
-    from connections.models import DynamicsConnection
+    from accounts.models import Account
+    from tests.bulk import add_accounts
 
     assert member.sign_in(account).status_code == 302
     pages = {"home": f"/business/{account.account_id}", "connections": "/settings/connections"}
@@ -183,7 +204,7 @@ def pages_at_scale(admin, member, account, rounds: int) -> dict[str, dict[str, f
     for total in (1, 100, 10_000):
         missing = total - Account.objects.count()
         if missing > 0:
-            add_accounts(missing, Account, EntraApp, DynamicsConnection)
+            add_accounts(missing)
         for name, url in pages.items():
             client = member.client if name == "home" else admin.client
             samples = []
@@ -197,29 +218,6 @@ def pages_at_scale(admin, member, account, rounds: int) -> dict[str, dict[str, f
                 "queries": len(captured),
             }
     return results
-
-
-def add_accounts(count: int, Account, EntraApp, DynamicsConnection) -> None:
-    from django.utils import timezone
-
-    now = timezone.now()
-    accounts = Account.objects.bulk_create(
-        Account(company_name=f"Company {n}", phone="+14255550100", website="https://x.example")
-        for n in range(count)
-    )
-    EntraApp.objects.bulk_create(
-        EntraApp(
-            account=a,
-            client_id="00000000-0000-4000-8000-000000000000",
-            tenant_id="00000000-0000-4000-8000-000000000001",
-            credential_encrypted="x",
-            credential_set_at=now,
-        )
-        for a in accounts
-    )
-    DynamicsConnection.objects.bulk_create(
-        DynamicsConnection(account=a, org_url="https://x.crm.dynamics.com") for a in accounts
-    )
 
 
 def markdown(results: dict) -> str:
@@ -249,10 +247,13 @@ def markdown(results: dict) -> str:
         for name, row in results["pages"].items()
     ]
     calls = results["entra_requests_per_sign_in"]
+    tls = results["new_tls_connections_to_entra"]
     lines += [
         "",
         f"Entra ID requests per sign-in: token {calls['token']}, discovery {calls['discovery']}, "
-        f"jwks {calls['jwks']}. Peak RSS: {results['peak_rss_mb']} MB.",
+        f"jwks {calls['jwks']}. New TLS connections to Entra ID: {tls['first sign-in']} on "
+        f"the first sign-in, {tls['per sign-in after it']} per sign-in after it. "
+        f"Peak RSS: {results['peak_rss_mb']} MB.",
         f"Written to {RESULTS.relative_to(ROOT)}.",
     ]
     return "\n".join(lines)

@@ -2,18 +2,22 @@
 
 ``start`` builds the authorize URL with a public client (no secret is needed for it) and keeps
 MSAL's flow dict, with the flow's purpose, the already-validated ``next`` URL and a small
-context, as one entry of the shared cache keyed by its state and bound to the browser's
-session. One entry per flow, never a list inside the session: two tabs starting flows at once
-on two processes would otherwise each write the session and one flow would be lost. ``pop``
-claims the entry (a delete only one request can win; a replayed callback then finds nothing),
-and ``redeem`` exchanges the code with the app's credentials (one token request) and validates
-the id token. Nothing about a flow is ever read back from the callback's query string except
-``state``, ``code`` and ``error``.
+context, as one row of the ``entra_started_flow`` table (created by the accounts app's
+migrations; this leaf speaks SQL to it by name, as ``lib/ratelimit.py`` does to its own),
+keyed by its state and bound to the browser's session. One row per flow, never a list inside
+the session: two tabs starting flows at once on two processes would otherwise each write the
+session and one flow would be lost. A start costs one ``INSERT``; ``pop`` claims the row with
+one ``DELETE ... RETURNING`` that only one request can win (a replayed callback then finds
+nothing), and that statement also sweeps the rows nobody came back for. ``redeem``
+exchanges the code with the app's credentials (one token request) and validates the id token.
+Nothing about a flow is ever read back from the callback's query string except ``state``,
+``code`` and ``error``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -23,18 +27,25 @@ from typing import Any
 
 import msal
 from django.conf import settings
-from django.core.cache import cache
+from django.db import connection
 from django.http import HttpRequest
 
 from lib.entra.errors import EntraRejected, FlowExpired, error_from_response
-from lib.entra.http import application, log_failure, logger, msal_errors
+from lib.entra.http import application, authorize_application, log_failure, logger, msal_errors
 from lib.entra.id_token import validate_id_token
 from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow, redirect_uri
 from lib.secret import Secret
 
 # A random value the browser's session keeps: a flow answers only in the browser that started it.
 BINDING_SESSION_KEY = "entra.binding"
-_FLOW = "entra.flow:"
+_INSERT = (
+    "INSERT INTO entra_started_flow (state, binding, entry, expires_at) VALUES (%s, %s, %s, %s)"
+)
+# This browser's flow, and any row kept past its use: one statement, one winner.
+_CLAIM = (
+    "DELETE FROM entra_started_flow WHERE (state = %s AND binding = %s) OR expires_at < %s "
+    "RETURNING state, entry"
+)
 # The last flows this browser took out, so that a replayed callback is recognised as one (two
 # tabs writing this at once lose at worst a marker: the replay is then told as a stale link).
 SPENT_FLOWS_SESSION_KEY = "entra.spent_flows"
@@ -61,7 +72,7 @@ def _is_live(entry: Mapping[str, Any]) -> bool:
 
 
 def _binding(request: HttpRequest, *, create: bool) -> str:
-    """This browser's binding (a hash of it: the cache never holds the session's value);
+    """This browser's binding (a hash of it: the table never holds the session's value);
     "" when the session has none and ``create`` is off."""
     value = request.session.get(BINDING_SESSION_KEY)
     if not value and create:
@@ -69,10 +80,18 @@ def _binding(request: HttpRequest, *, create: bool) -> str:
     return hashlib.sha256(value.encode()).hexdigest() if value else ""
 
 
-def _kept_for() -> int:
-    """Seconds the cache keeps an entry: past the flow's lifetime, so that ``pop`` (not an
-    eviction) tells an expired flow apart from a forged one."""
-    return int(flow_lifetime().total_seconds()) + 300
+def _kept_for() -> float:
+    """Seconds a row is kept: past the flow's lifetime, so that ``pop`` (not the sweep) tells
+    an expired flow apart from a forged one."""
+    return flow_lifetime().total_seconds() + 300
+
+
+def _claim(state: str, binding: str) -> dict[str, Any] | None:
+    """Take this browser's flow out of the table (None: not there, or not this browser's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [state, binding, time.time()])
+        rows = cursor.fetchall()
+    return next((json.loads(entry) for key, entry in rows if key == state), None)
 
 
 def start(
@@ -100,12 +119,12 @@ def start(
             "login_hint": fresh_sign_in_as,
             "max_age": FRESH_SIGN_IN_SECONDS,
         }
-    msal_app = application(client_id, tenant, identity_only=purpose.identity_only)
+    msal_app = authorize_application(client_id, tenant, identity_only=purpose.identity_only)
     flow = msal_app.initiate_auth_code_flow(
         list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only), **options
     )
+    binding = _binding(request, create=True)
     entry = {
-        "binding": _binding(request, create=True),
         "purpose": purpose.value,
         "client_id": client_id,
         "tenant": tenant,
@@ -115,7 +134,9 @@ def start(
         "started_at": time.time(),
         "flow": flow,
     }
-    cache.set(_FLOW + flow["state"], entry, timeout=_kept_for())
+    with connection.cursor() as cursor:
+        row = [flow["state"], binding, json.dumps(entry), entry["started_at"] + _kept_for()]
+        cursor.execute(_INSERT, row)
     logger.info(
         "Entra ID flow started",
         extra={
@@ -141,10 +162,10 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
             raise FlowExpired(code="duplicate_parameter")
     state = request.GET.get("state", "")
     binding = _binding(request, create=False)
-    entry = cache.get(_FLOW + state) if state and binding else None
     # Another browser's flow (login CSRF) is not this request's to take, nor to spend.
+    entry = _claim(state, binding) if state and binding else None
     spent = request.session.get(SPENT_FLOWS_SESSION_KEY) or {}
-    if entry is None or entry["binding"] != binding or not cache.delete(_FLOW + state):
+    if entry is None:
         used = spent.get(state) if state else None
         log_failure("callback", "replayed" if used else "state")
         if used:

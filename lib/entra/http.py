@@ -1,15 +1,18 @@
 """One HTTP client and one ``http_cache`` for every MSAL application object of the process.
 
-MSAL objects are built per call (as Microsoft's ``identity`` does): they are cheap, because the
-shared ``http_cache`` keeps the discovery document, and they never outlive the request, so no
-object shared between people ever holds a token. Every call to MSAL goes through
-``msal_errors``, the one place where MSAL's and requests' exceptions become EntraErrors.
+Confidential MSAL objects are built per call (as Microsoft's ``identity`` does): the shared
+``http_cache`` keeps the discovery document, and they never outlive the request, so no object
+shared between people ever holds a token. The public ones that only build authorize URLs are
+kept per app and tenant (``authorize_application``): they never acquire a token. Every call
+to MSAL goes through ``msal_errors``, the one place where MSAL's and requests' exceptions
+become EntraErrors.
 """
 
 from __future__ import annotations
 
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -36,29 +39,40 @@ logger = logging.getLogger("dynamics_connect.auth")
 class EntraHttpClient:
     """The ``http_client`` MSAL uses: one kept-alive session; CA bundle and timeout per request.
 
-    Per request, because ``REQUESTS_CA_BUNDLE`` in the environment overrides a Session's own
-    ``verify`` (facts file, section 2.2). Settings are read at call time.
+    The session does not read the environment on each call (``trust_env`` off: no netrc, no
+    ``REQUESTS_CA_BUNDLE`` overriding the CA bundle, no proxy scan per request). An egress
+    proxy still works: ``HTTPS_PROXY`` and ``NO_PROXY`` are read once per origin per process.
+    Settings are read at call time.
     """
 
     def __init__(self) -> None:
         self._session = requests.Session()
+        self._session.trust_env = False
 
-    def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _options(self, url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        parts = urlsplit(url)
+        kwargs["proxies"] = _environment_proxies(f"{parts.scheme}://{parts.netloc}")
         kwargs["timeout"] = settings.ENTRA_HTTP_TIMEOUT
         kwargs["verify"] = settings.ENTRA_CA_BUNDLE or True
         kwargs["allow_redirects"] = False
         return kwargs
 
     def get(self, url: str, params=None, headers=None, **kwargs):
-        return self._session.get(url, params=params, headers=headers, **self._options(kwargs))
+        return self._session.get(url, params=params, headers=headers, **self._options(url, kwargs))
 
     def post(self, url: str, params=None, data=None, headers=None, **kwargs):
         return self._session.post(
-            url, params=params, data=data, headers=headers, **self._options(kwargs)
+            url, params=params, data=data, headers=headers, **self._options(url, kwargs)
         )
 
     def close(self) -> None:
         """Shared by every application object; never closed by one of them."""
+
+
+@functools.lru_cache(maxsize=64)
+def _environment_proxies(origin: str) -> dict[str, str]:
+    """The proxy the environment names for this origin ({} when none, or NO_PROXY covers it)."""
+    return requests.utils.get_environ_proxies(origin)
 
 
 http_client = EntraHttpClient()
@@ -67,9 +81,11 @@ _discovery_documents: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
 def forget_documents() -> None:
-    """Forget the discovery documents and throttling state MSAL and this module keep."""
+    """Forget the discovery documents, throttling state and proxies MSAL and this module keep."""
     _http_cache.clear()
     _discovery_documents.clear()
+    _environment_proxies.cache_clear()
+    _authorize_application.cache_clear()
 
 
 def log_failure(step: str, code: str, **fields: Any) -> None:
@@ -150,6 +166,23 @@ def application(
             # The constructor's ValueError: the authority's discovery answered 4xx.
             log_failure("discovery", "AADSTS90002", **log_fields)
             raise EntraRejected(code="AADSTS90002", aadsts=90002, remedy=Remedy.ASK_ADMIN) from None
+
+
+def authorize_application(
+    client_id: str, tenant: str, *, identity_only: bool
+) -> msal.PublicClientApplication:
+    """The public application that builds this app's authorize URLs, made once per process
+    for each app, tenant and authority (it is never given a token, so sharing it is safe)."""
+    return _authorize_application(
+        client_id, tenant, identity_only, authority_url(tenant), _instance_discovery()
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _authorize_application(
+    client_id: str, tenant: str, identity_only: bool, authority: str, instance_discovery: bool
+) -> msal.PublicClientApplication:
+    return application(client_id, tenant, identity_only=identity_only)
 
 
 def discovery_document(tenant: str) -> dict[str, Any]:

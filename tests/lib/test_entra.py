@@ -142,12 +142,21 @@ def test_row_02_a_forged_state_is_refused_before_any_token_request(person, emula
     assert token_requests(emulator) == []
 
 
-def test_row_05_a_callback_delivered_to_another_browser_is_refused(person, emulator, demo):
-    """Login CSRF: the attacker's code and state arrive in the victim's browser."""
-    callback = sign_in(person())
+@pytest.mark.parametrize("victim_started_a_flow", [False, True], ids=["fresh", "with-binding"])
+def test_row_05_a_callback_delivered_to_another_browser_is_refused(
+    person, emulator, demo, victim_started_a_flow
+):
+    """Login CSRF: the attacker's code and state arrive in the victim's browser, which may
+    have a session binding of its own; the attacker's flow is neither taken nor spent."""
+    attacker, victim = person(), person()
+    callback = sign_in(attacker)
+    if victim_started_a_flow:
+        start(victim)
 
     with pytest.raises(FlowExpired):
-        complete(person(), callback, secret=demo.client_secret)
+        complete(victim, callback, secret=demo.client_secret)
+    assert token_requests(emulator) == []
+    assert complete(attacker, callback, secret=demo.client_secret).username == demo.admin
 
 
 @pytest.mark.parametrize("purpose", [Purpose.SIGN_IN, Purpose.SIGNUP])
@@ -188,6 +197,33 @@ def test_row_08_a_flow_older_than_its_lifetime_is_refused(
     with pytest.raises(FlowExpired):
         complete(browser, callback, secret=demo.client_secret)
     assert token_requests(emulator) == []
+
+
+def test_flows_nobody_came_back_for_are_swept_by_the_next_callback(
+    person, emulator, demo, settings, monkeypatch
+):
+    from accounts.models import StartedFlow
+
+    for _ in range(3):
+        start(person())  # three browsers that never come back
+    later = time.time() + settings.AUTH_FLOW_TTL_MINUTES * 60 + 301
+    monkeypatch.setattr(flows.time, "time", lambda: later)
+    browser = person()
+    callback = sign_in(browser)
+    assert StartedFlow.objects.count() == 4
+
+    assert complete(browser, callback, secret=demo.client_secret).username == demo.admin
+    assert StartedFlow.objects.count() == 0
+
+
+def test_a_flow_row_holds_a_hash_of_the_browser_binding_never_the_value(person, demo):
+    from accounts.models import StartedFlow
+
+    browser = person()
+    start(browser)
+    request = browser.request("/")
+    row = StartedFlow.objects.get()
+    assert request.session[flows.BINDING_SESSION_KEY] not in row.binding + row.entry
 
 
 @pytest.mark.parametrize(
@@ -435,3 +471,45 @@ def test_row_32_a_signing_key_withdrawn_from_the_jwks_stops_verifying_after_a_da
     with pytest.raises(InvalidIdToken) as raised:
         complete(browser, sign_in(browser), secret=demo.client_secret)
     assert raised.value.code == "id_token_kid"
+
+
+@pytest.mark.parametrize(
+    "id_token",
+    [
+        "only.two",
+        "a.b.c.d",
+        "eyJhbGciOiJSUzI1NiJ9.e30.c2ln!",  # not base64url
+        "eyJhbGciOiJSUzI1NiJ9.e30=.c2ln",  # padded
+        "bm90IGpzb24.e30.c2ln",  # a header that is not JSON
+        "eyJhbGciOiJSUzI1NiJ9.WzFd.c2ln",  # claims that are a list, not an object
+        "eyJhbGciOiJSUzI1NiJ9..c2ln",  # no claims at all
+    ],
+    ids=["two-parts", "four-parts", "not-base64url", "padded", "header", "list", "empty"],
+)
+def test_a_malformed_id_token_is_refused_before_any_key_is_fetched(id_token, demo):
+    from lib.entra.id_token import validate_id_token
+
+    with pytest.raises(InvalidIdToken) as raised:
+        validate_id_token(id_token, client_id=demo.client_id, tenant=demo.tenant_id)
+    assert raised.value.code == "id_token_malformed"
+
+
+def test_an_egress_proxy_from_the_environment_carries_entra_calls_unless_no_proxy_says_not(
+    person, emulator, monkeypatch
+):
+    from lib.entra import reset_process_caches
+
+    closed = socket_port_nobody_listens_on()
+    allow_local_port(closed)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    reset_process_caches()
+    with pytest.raises(EntraUnavailable) as raised:
+        start(person())  # the discovery document, through a proxy that is not there
+    assert raised.value.code == "unreachable"
+
+    monkeypatch.setenv("NO_PROXY", urlsplit(emulator.url).hostname)
+    reset_process_caches()
+    assert "/oauth2/v2.0/authorize?" in start(person())
+    reset_process_caches()
