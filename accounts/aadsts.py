@@ -120,6 +120,12 @@ _TABLE: dict[int, _Row] = {
         "Application Id URL (your Dynamics org URL, such as https://contoso.crm.dynamics.com) "
         "and that you sign in with an account of the org's tenant.",
     ),
+    500014: _Row(
+        Remedy.FIX_APP_CREDENTIALS,
+        "Dynamics 365 at {org_url} is disabled in your Microsoft tenant (its service principal "
+        "is turned off). Ask your Entra ID admin to enable it under Enterprise applications, or "
+        "check the Application Id URL.",
+    ),
     70011: _Row(
         Remedy.FIX_APP_CREDENTIALS,
         "The Application Id URL {org_url} does not look like a Dynamics 365 org. Check it, "

@@ -29,6 +29,7 @@ from connections.pending import (
     pending_flow_start,
     pending_of,
 )
+from connections.preflight import app_setup_check
 from lib import crypto
 from lib.entra.django import context_of
 from lib.entra.errors import EntraError
@@ -53,13 +54,21 @@ def reauthorization_start(
 ) -> str:
     """Keep the new credentials pending and return the Entra ID URL to prove them at.
 
-    New credentials run on the account's own tenant: a connection cannot move tenants. Entra
+    The new values are checked first (``app_setup_check``: the org must be of the account's
+    tenant, and Entra ID must not refuse the credentials there; SetupProblem names the field
+    and nothing is stored). New credentials run on the account's own tenant. Entra
     ID is asked for a fresh sign-in, with the account picker showing the connection's current
     user first, so the admin picks the intended account. The versions of the app and the
     connection are recorded: a change committed meanwhile (another admin's re-authorization)
     wins over this one.
     """
     app = connection.account.entra_app
+    app_setup_check(
+        client_id=submitted.client_id,
+        client_secret=submitted.client_secret,
+        org_url=submitted.org_url,
+        account_tenant_id=app.tenant_id,
+    )
     return pending_flow_start(
         request,
         purpose=Purpose.REAUTHORIZE,

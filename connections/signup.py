@@ -29,15 +29,11 @@ from connections.pending import (
     pending_flow_start,
     pending_of,
 )
+from connections.preflight import app_setup_check
 from lib import crypto
 from lib.entra.django import context_of
 from lib.entra.errors import EntraError
-from lib.entra.types import (
-    ORGANIZATIONS,
-    ProvenIdentity,
-    Purpose,
-    StoredFlow,
-)
+from lib.entra.types import ProvenIdentity, Purpose, StoredFlow
 from lib.secret import Secret
 
 logger = logging.getLogger("dynamics_connect.connections")
@@ -58,15 +54,22 @@ class SignupRequest:
 
 
 def signup_start(request: HttpRequest, *, signup: SignupRequest) -> str:
-    """Keep the signup pending and return the Entra ID URL to send the browser to.
+    """Check the setup, keep the signup pending and return the Entra ID URL to send the
+    browser to.
 
-    Signup runs on /organizations: the customer's tenant is known once they sign in. If the
-    flow cannot start (Entra ID unreachable), the pending row is dropped and the error raised.
+    The org's tenant comes from the org itself, and the credentials are tried there first
+    (``app_setup_check``: SetupProblem names the field to fix, and nothing is stored). The flow
+    runs on that tenant's authority, so a single-tenant app registration works, and the id
+    token must be of that tenant. If the flow cannot start (Entra ID unreachable), the pending
+    row is dropped and the error raised.
     """
+    checked = app_setup_check(
+        client_id=signup.client_id, client_secret=signup.client_secret, org_url=signup.org_url
+    )
     return pending_flow_start(
         request,
         purpose=Purpose.SIGNUP,
-        tenant=ORGANIZATIONS,
+        tenant=checked.tenant_id,
         client_secret=signup.client_secret,
         company_name=signup.company_name,
         phone=signup.phone,

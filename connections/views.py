@@ -15,6 +15,7 @@ from accounts.services import entra_app_set_credential_expiry
 from connections.forms import ReauthorizeForm, SecretExpiryForm, SignupForm
 from connections.health import connection_test
 from connections.models import DynamicsConnection
+from connections.preflight import SetupProblem
 from connections.reauthorize import ReauthorizationRequest, reauthorization_start
 from connections.signup import SIGNUP_RETRY_SESSION_KEY, SignupRequest, signup_start
 from lib.entra.errors import EntraError
@@ -40,6 +41,8 @@ def signup(request: HttpRequest) -> HttpResponse:
             )
             try:
                 return redirect(signup_start(request, signup=submitted))
+            except SetupProblem as problem:
+                form.add_error(problem.field, problem.message)
             except EntraError as error:
                 explanation = explain(error, Audience.ADMIN, client_id=submitted.client_id)
                 retry = {"message": explanation.message, "code": error.code, "aadsts": error.aadsts}
@@ -117,6 +120,8 @@ def reauthorize(request: HttpRequest, connection_id: int) -> HttpResponse:
                         request, connection=connection, actor=admin.user, submitted=submitted
                     )
                 )
+            except SetupProblem as problem:
+                form.add_error(problem.field, problem.message)
             except EntraError as failure:
                 error = explain(failure, Audience.ADMIN, client_id=submitted.client_id).message
     else:

@@ -1,7 +1,10 @@
-"""The Dynamics 365 Web API `WhoAmI` function, for every seeded org at once.
+"""The Dynamics 365 Web API (its service root and `WhoAmI`), for every seeded org at once.
 
 All orgs are served by this one process, so the org is the request's `Host` header:
-`https://127.0.0.1:8443` and `https://localhost:8443` can be two different orgs.
+`https://127.0.0.1:8443` and `https://localhost:8443` can be two different orgs. A request
+without a valid token gets 401 with the challenge Microsoft's own SDKs discover the org's
+tenant from: `WWW-Authenticate: Bearer authorization_uri=https://{authority}/{tenant}/oauth2/
+authorize, resource_id={org}/` (a `challenge` fault replaces that header, or drops it).
 """
 
 from __future__ import annotations
@@ -18,34 +21,23 @@ _ODATA_HEADERS = [("OData-Version", "4.0")]
 _WHOAMI_CONTEXT = "api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse"
 
 
+def service_root(emu: EmulatorState, req: Request) -> Response:
+    """`GET /api/data/v9.2/`: the entity sets (none are listed here), for a valid token."""
+    org, _, refused = _authenticated(emu, req)
+    if refused is not None:
+        return refused
+    return json_response(
+        200,
+        {"@odata.context": f"{org.url}/api/data/v9.2/$metadata", "value": []},
+        headers=_ODATA_HEADERS,
+        content_type="application/json; odata.metadata=minimal",
+    )
+
+
 def whoami(emu: EmulatorState, req: Request) -> Response:
-    host = req.headers.get("Host", "")
-    origin = normalize_origin(f"https://{host}")
-    org = emu.directory.orgs.get(origin) if origin else None
-    if org is None:
-        return json_response(
-            404,
-            {
-                "error": {
-                    "code": "0x80040217",
-                    "message": f"No Dynamics 365 organization is served at {origin or host}.",
-                }
-            },
-            outcome="unknown_org",
-        )
-
-    scheme, _, bearer = req.headers.get("Authorization", "").partition(" ")
-    try:
-        if scheme.lower() != "bearer" or not bearer.strip():
-            raise _MissingToken
-        claims = emu.signer.verify(bearer.strip(), [org.url, f"{org.url}/"])
-    except (jwt.InvalidTokenError, _MissingToken) as exc:
-        challenge = (
-            f"Bearer authorization_uri={emu.origin}/{org.tenant_id}/oauth2/authorize, "
-            f"resource_id={org.url}/"
-        )
-        return Response(401, b"", [("WWW-Authenticate", challenge)], outcome=_reason(exc))
-
+    org, claims, refused = _authenticated(emu, req)
+    if refused is not None:
+        return refused
     user = emu.directory.user(claims["oid"])
     if user is None or not user.is_one_of(org.members):
         return json_response(
@@ -70,6 +62,44 @@ def whoami(emu: EmulatorState, req: Request) -> Response:
         headers=_ODATA_HEADERS,
         content_type="application/json; odata.metadata=minimal",
     )
+
+
+def _authenticated(emu: EmulatorState, req: Request):
+    """The org the Host names and the bearer token's claims, or the answer refusing them."""
+    host = req.headers.get("Host", "")
+    origin = normalize_origin(f"https://{host}")
+    org = emu.directory.orgs.get(origin) if origin else None
+    if org is None:
+        return (
+            None,
+            None,
+            json_response(
+                404,
+                {
+                    "error": {
+                        "code": "0x80040217",
+                        "message": f"No Dynamics 365 organization is served at {origin or host}.",
+                    }
+                },
+                outcome="unknown_org",
+            ),
+        )
+
+    scheme, _, bearer = req.headers.get("Authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not bearer.strip():
+            raise _MissingToken
+        claims = emu.signer.verify(bearer.strip(), [org.url, f"{org.url}/"])
+    except (jwt.InvalidTokenError, _MissingToken) as exc:
+        challenge = (
+            f"Bearer authorization_uri={emu.origin}/{org.tenant_id}/oauth2/authorize, "
+            f"resource_id={org.url}/"
+        )
+        if req.fault is not None and req.fault.action == "challenge":
+            challenge = req.fault.value
+        headers = [("WWW-Authenticate", challenge)] if challenge is not None else []
+        return org, None, Response(401, b"", headers, outcome=_reason(exc))
+    return org, claims, None
 
 
 class _MissingToken(Exception):

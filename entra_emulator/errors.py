@@ -206,6 +206,16 @@ CATALOGUE: dict[int, Code] = {
         "using certificate credentials for added security: https://aka.ms/certCreds.",
     ),
     9002313: Code("invalid_grant", "Invalid request. Request is malformed or invalid."),
+    50059: Code(
+        "invalid_request",
+        "No tenant-identifying information found in either the request or implied by any "
+        "provided credentials.",
+    ),
+    1002012: Code(
+        "invalid_scope",
+        "The provided value for scope {scope} is not valid. Client credential flows must have a "
+        "scope value with /.default suffixed to the resource identifier (application ID URI).",
+    ),
 }
 
 #: For codes a test injects that the catalogue does not know.

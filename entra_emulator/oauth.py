@@ -241,6 +241,8 @@ def _token(emu: EmulatorState, req: Request) -> Response:
         grant = _redeem_code(emu, req, app, tenant)
     elif grant_type == "refresh_token":
         grant = _redeem_refresh_token(emu, req, app)
+    elif grant_type == "client_credentials":
+        return _issue_app_only(emu, req, app, tenant)
     elif not grant_type:
         raise AadstsError(900144, parameter="grant_type")
     else:
@@ -368,6 +370,46 @@ def _issue(emu: EmulatorState, req: Request, app: App, grant: _Grant) -> Respons
         body["client_info"] = client_info(user.oid, user.tenant_id)
     # Entra leaves out what was not granted (a refresh token without offline_access, a scope).
     body = with_overrides(body, _claim_overrides(fault, "response"))
+    return json_response(200, body, headers=_NO_STORE)
+
+
+def _issue_app_only(emu: EmulatorState, req: Request, app: App, tenant: Tenant | None) -> Response:
+    """The client-credentials grant: an app-only token for ``{org}/.default``. Dataverse
+    issues it without any API permission (only an application user in the org lets it read
+    anything). The app needs a service principal in the tenant: its home tenant, or one where
+    somebody consented to it (AADSTS700016 otherwise)."""
+    if tenant is None:
+        raise AadstsError(50059)
+    if app.tenant_id != tenant.id and not emu.has_service_principal(app.client_id, tenant.id):
+        raise AadstsError(700016, client_id=app.client_id, tenant=tenant.id)
+    scope = req.params.get("scope", "")
+    match = _RESOURCE_SCOPE.match(scope)
+    if not match or not scope.endswith("/.default"):
+        raise AadstsError(1002012, scope=scope or "(none)")
+    resource = normalize_origin(match["resource"])
+    org = emu.directory.orgs.get(resource) if resource else None
+    if org is None or org.tenant_id != tenant.id:
+        raise AadstsError(500011, resource=match["resource"], tenant_name=tenant.name)
+    now = int(time.time())
+    lifetime = emu.settings.access_token_lifetime or app.access_token_lifetime
+    claims = {
+        "aud": org.url,
+        "iss": f"https://sts.windows.net/{tenant.id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "appid": app.client_id,
+        "idtyp": "app",
+        "oid": emu.service_principal_id(app.client_id, tenant.id),
+        "tid": tenant.id,
+        "ver": "1.0",
+    }
+    body = {
+        "token_type": BEARER,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
+        "access_token": emu.signer.sign(claims),
+    }
     return json_response(200, body, headers=_NO_STORE)
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from . import pages, testapi
 from .authorize import authorize
-from .dynamics import whoami
+from .dynamics import service_root, whoami
 from .errors import correlation_id_from
 from .oauth import discovery, error_info, jwks, logout, token
 from .pki import ensure_pki
@@ -67,6 +67,7 @@ ROUTES = (
     _route("token", rf"{_TENANT}/oauth2/v2\.0/token", ("POST",), token),
     _route("logout", rf"{_TENANT}/oauth2/v2\.0/logout", ("GET", "POST"), logout, browser=True),
     _route("whoami", r"/api/data/v9\.2/WhoAmI(?:\(\))?", ("GET",), whoami),
+    _route("webapi", r"/api/data/v9\.2/?", ("GET",), service_root),
     _route("index", "/", ("GET",), index, browser=True),
     _route("error_info", "/error", ("GET",), error_info, browser=True),
     *(

@@ -55,7 +55,8 @@ class Fault:
     """One injected behaviour for the next `count` matching requests."""
 
     endpoint: str
-    action: str  # aadsts | status | delay | body | claims | access_token_claims
+    # aadsts | status | delay | body | claims | access_token_claims | response | challenge
+    action: str
     value: Any
     count: int = 1
     error: str | None = None
@@ -145,6 +146,18 @@ class EmulatorState:
             expires_at=now + self.settings.refresh_token_lifetime,
         )
         return value
+
+    def has_service_principal(self, client_id: str, tenant_id: str) -> bool:
+        """A multi-tenant app gets one in a tenant when a user of it first consents."""
+        return any(
+            app == client_id and self.directory.user(oid).tenant_id == tenant_id
+            for oid, app in self.consents
+            if self.directory.user(oid) is not None
+        )
+
+    def service_principal_id(self, client_id: str, tenant_id: str) -> str:
+        """The app's enterprise application object id in a tenant (stable per pair)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{client_id}"))
 
     def has_consent(self, user: User, client_id: str, permissions: Iterable[str]) -> bool:
         return set(permissions) <= self.consents.get((user.oid, client_id), set())

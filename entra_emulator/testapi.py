@@ -17,9 +17,19 @@ FAULT_ACTIONS: dict[str, frozenset[str]] = {
     "authorize": _BASIC_ACTIONS | {"aadsts"},
     "discovery": _BASIC_ACTIONS | {"aadsts"},
     "jwks": _BASIC_ACTIONS,
-    "whoami": _BASIC_ACTIONS,
+    "whoami": _BASIC_ACTIONS | {"challenge"},
+    "webapi": _BASIC_ACTIONS | {"challenge"},
 }
-_ALL_ACTIONS = ("aadsts", "status", "delay", "body", "claims", "access_token_claims", "response")
+_ALL_ACTIONS = (
+    "aadsts",
+    "status",
+    "delay",
+    "body",
+    "claims",
+    "access_token_claims",
+    "response",
+    "challenge",
+)
 
 
 class BadRequest(ValueError):
@@ -121,6 +131,10 @@ def parse_fault(body: dict[str, Any]) -> Fault:
         "claims": (isinstance(value, dict), "an object of claims"),
         "access_token_claims": (isinstance(value, dict), "an object of claims"),
         "response": (isinstance(value, dict), "an object of token-response fields"),
+        "challenge": (
+            value is None or isinstance(value, str),
+            "the WWW-Authenticate header to send (a string), or null for none",
+        ),
     }
     ok, expected = checks[action]
     if not ok:

@@ -1,12 +1,13 @@
 """The Dynamics 365 (Dataverse) Web API: the only module that builds Dynamics URLs.
 
 ``normalize_org_url`` decides which "Application Id URL" values are Dynamics orgs;
-``dynamics_scope`` is the delegated scope to ask Entra ID for; ``who_am_i`` proves that an
-access token works against the org. Every call has a timeout, follows no redirect, refuses
-hosts that resolve to private or loopback addresses (unless the development allow-list names
-the origin), and connects to the very address it checked, so a customer-typed URL cannot point
-the server at an internal service, not even by DNS rebinding. Failures raise ``DynamicsError``
-with a plain-language message.
+``dynamics_scope`` is the delegated scope to ask Entra ID for; ``discover_tenant`` finds the
+org's Entra tenant from the Web API's 401 challenge (the handshake Microsoft's own SDKs use);
+``who_am_i`` proves that an access token works against the org. Every call has a timeout,
+follows no redirect, refuses hosts that resolve to private or loopback addresses (unless the
+development allow-list names the origin), and connects to the very address it checked, so a
+customer-typed URL cannot point the server at an internal service, not even by DNS rebinding.
+Failures raise ``DynamicsError`` with a plain-language message.
 """
 
 from __future__ import annotations
@@ -180,6 +181,79 @@ def who_am_i(org_url: str, access_token: Secret) -> None:
     )
 
 
+# An unauthenticated Web API request's challenge, as Dataverse sends it:
+# Bearer authorization_uri=https://login.microsoftonline.com/{tenant}/oauth2/authorize, ...
+_MAX_CHALLENGE = 1024
+_CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:"([^"\\]*)"|([^\s,"]*))\s*')
+_AUTHORIZE_PATH = re.compile(r"^/([0-9a-fA-F-]{36})/oauth2/(?:v2\.0/)?authorize/?$")
+
+
+def discover_tenant(org_url: str) -> str:
+    """The Entra tenant id of the org, from ``GET {org}/api/data/v9.2/`` without a token:
+    Dataverse answers 401 with ``WWW-Authenticate: Bearer authorization_uri=...``.
+
+    Raises DynamicsError: ``other_cloud`` when the authority is not ENTRA_AUTHORITY_HOST, and
+    a "does not answer as a Dynamics 365 org" error for anything else (no challenge, no
+    tenant, a redirect, another status, a timeout); same address checks as ``who_am_i``."""
+    not_an_org = (
+        f"{org_url} does not answer as a Dynamics 365 org. Check the Application Id URL: open "
+        "Dynamics 365 and copy the address up to and including .dynamics.com."
+    )
+    try:
+        response = _get(
+            org_url, f"/api/data/{API_VERSION}/", headers={"Accept": "application/json"}
+        )
+    except requests.Timeout:
+        raise _failure(not_an_org, "timeout", org_url, event="discovery") from None
+    except requests.RequestException:
+        raise _failure(not_an_org, "unreachable", org_url, event="discovery") from None
+    if response.status_code != 401:
+        raise _failure(not_an_org, f"http_{response.status_code}", org_url, event="discovery")
+    params = _bearer_challenge(response.headers.get("WWW-Authenticate", ""))
+    parts = urlsplit(params.get("authorization_uri", "")) if params else None
+    match = _AUTHORIZE_PATH.match(parts.path) if parts else None
+    if not parts or not match or parts.scheme != "https" or parts.query or parts.fragment:
+        raise _failure(not_an_org, "no_tenant", org_url, event="discovery")
+    try:
+        tenant_id = str(uuid.UUID(match.group(1)))
+    except ValueError:
+        raise _failure(not_an_org, "no_tenant", org_url, event="discovery") from None
+    authority = f"https://{parts.netloc.lower().removesuffix(':443')}"
+    if authority != settings.ENTRA_AUTHORITY_HOST.lower().rstrip("/"):
+        raise _failure(
+            f"{org_url} is in another Microsoft cloud: it signs in at {authority}, and this "
+            f"service signs in at {settings.ENTRA_AUTHORITY_HOST}. Use an org of the same cloud.",
+            "other_cloud",
+            org_url,
+            event="discovery",
+        )
+    return tenant_id
+
+
+def _bearer_challenge(header: str) -> dict[str, str] | None:
+    """The parameters of a single ``Bearer`` challenge (RFC 6750 3: quoted or not, any
+    order), or None: another scheme, a second challenge, a parameter twice, junk, too long."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or len(header) > _MAX_CHALLENGE:
+        return None
+    params: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        match = _CHALLENGE_PARAM.match(rest, position)
+        if not match or match.end() == position:
+            return None
+        name = match.group(1).lower()
+        if name in params:
+            return None
+        params[name] = match.group(2) if match.group(2) is not None else match.group(3)
+        position = match.end()
+        if position < len(rest):
+            if rest[position] != ",":
+                return None
+            position += 1
+    return params
+
+
 def _check_who_am_i(response: requests.Response, org_url: str) -> None:
     """A 200 proves nothing unless it is WhoAmI's answer (some other server may say 200)."""
     try:
@@ -201,10 +275,13 @@ def _error_code(response: requests.Response) -> str:
         return ""
 
 
-def _failure(message: str, code: str, org_url: str, *, token_rejected: bool = False):
+def _failure(
+    message: str, code: str, org_url: str, *, token_rejected: bool = False, event: str = "who_am_i"
+):
     logger.warning(
-        "Dynamics WhoAmI failed",
-        extra={"event": "dynamics.who_am_i", "outcome": "failure", "code": code, "org": org_url},
+        "Dynamics %s failed",
+        event,
+        extra={"event": f"dynamics.{event}", "outcome": "failure", "code": code, "org": org_url},
     )
     return DynamicsError(message, code=code, token_rejected=token_rejected)
 

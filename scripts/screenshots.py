@@ -38,7 +38,6 @@ from tests.e2e.browser import (  # noqa: E402
     expect_welcome_page,
     fill_signup_form,
     launch_chromium,
-    pick_account_at_emulator,
     submit_signup_form,
 )
 
@@ -48,7 +47,7 @@ DEMO_SEED = ROOT / "entra_emulator" / "demo_seed.json"
 WRONG_SECRET = "Wr0ng~Secret~Typed~Into~The~Signup~Form"
 
 
-def journeys(new_page: Callable, shoot: Callable[[str], None], demo: dict[str, str]) -> None:
+def journeys(new_page: Callable, shoot: Callable[..., None], demo: dict[str, str]) -> None:
     """Walk the product as a new customer would; `shoot(name)` saves docs/screenshots/name.png."""
     page = new_page()
     page.goto("/Dynamics/Signup")
@@ -82,9 +81,10 @@ def journeys(new_page: Callable, shoot: Callable[[str], None], demo: dict[str, s
     dialog.get_by_label("Client Secret").fill(WRONG_SECRET)
     shoot("modal")
     dialog.get_by_role("button", name="Submit").click()
-    pick_account_at_emulator(page, demo["admin"])
-    expect(page.get_by_role("status")).to_contain_text("Re-authorization failed")
-    shoot("reauthorize-error")
+    # Caught before Microsoft: the pre-flight's answer, next to the field.
+    refused = page.get_by_text("Microsoft rejected the Client Secret")
+    expect(refused).to_be_visible()
+    shoot("reauthorize-error", at=page.get_by_label("Client Secret"))
 
     # The error state: a signup whose secret Microsoft refuses, in a fresh browser.
     page = new_page()
@@ -93,11 +93,9 @@ def journeys(new_page: Callable, shoot: Callable[[str], None], demo: dict[str, s
         page, client_id=demo["client_id"], client_secret=WRONG_SECRET, org_url=demo["org_url"]
     )
     submit_signup_form(page)
-    expect_emulator_sign_in_page(page)
-    page.get_by_label("Email").fill(demo["admin"])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Signup did not go through")).to_be_visible()
-    shoot("signup-error")
+    refused = page.get_by_text("Microsoft rejected the Client Secret")
+    expect(refused).to_be_visible()
+    shoot("signup-error", at=page.get_by_label("Client Secret"))
 
 
 # --- Machinery --------------------------------------------------------------------------------
@@ -213,10 +211,13 @@ def take_screenshots(app_url: str, demo: dict[str, str]) -> None:
             current["page"] = context.new_page()
             return current["page"]
 
-        def shoot(name: str) -> None:
+        def shoot(name: str, at=None) -> None:
+            """Save the page, from its top, or with the locator ``at`` in view."""
             page = current["page"]
             page.wait_for_load_state("load")
             page.evaluate("window.scrollTo(0, 0)")  # filling a form scrolls to the last field
+            if at is not None:
+                at.scroll_into_view_if_needed()
             path = OUT / f"{name}.png"
             page.screenshot(path=str(path), caret="hide", animations="disabled")
             print(f"wrote {path.relative_to(ROOT)}")

@@ -106,14 +106,18 @@ class Person:
     def reauthorize_url(self) -> str:
         return f"{CONNECTIONS_URL}/{self.connection.pk}/reauthorize"
 
-    def start_reauthorization(self, **fields: str) -> str:
+    def submit_reauthorization(self, **fields: str):
+        """Post the key icon's form; returns the response (a redirect to Entra ID, or the form)."""
         data = {
             "client_id": self.demo.client_id,
             "client_secret": self.demo.second_client_secret,
             "org_url": self.demo.org_url,
             **fields,
         }
-        return self._started(self.client.post(self.reauthorize_url(), data))
+        return self.client.post(self.reauthorize_url(), data)
+
+    def start_reauthorization(self, **fields: str) -> str:
+        return self._started(self.submit_reauthorization(**fields))
 
     def reauthorize(self, **fields: str):
         """The whole re-authorization; returns the Connections page it ends on."""

@@ -103,7 +103,7 @@ def test_row_09_an_error_redirect_with_script_and_an_injected_token_is_shown_har
 
 
 def test_row_19_an_answer_without_an_id_token_signs_nobody_in(person, account, emulator, demo):
-    emulator.fault(endpoint="token", response={"id_token": None})
+    emulator.fault(endpoint="token", grant_type="authorization_code", response={"id_token": None})
     someone = person(demo.member)
 
     response = someone.sign_in(account)
@@ -114,7 +114,9 @@ def test_row_19_an_answer_without_an_id_token_signs_nobody_in(person, account, e
 
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "!!!.@@@.###", "e30.bm90LWpzb24.c2ln"])
 def test_row_21_a_garbage_id_token_is_a_400_not_a_500(person, account, emulator, demo, garbage):
-    emulator.fault(endpoint="token", response={"id_token": garbage})
+    emulator.fault(
+        endpoint="token", grant_type="authorization_code", response={"id_token": garbage}
+    )
     someone = person(demo.member)
 
     response = someone.sign_in(account)
@@ -127,7 +129,9 @@ def test_row_12_a_code_the_token_endpoint_says_was_redeemed_already_changes_noth
     admin, emulator
 ):
     before = DynamicsConnection.objects.values().get(pk=admin.connection.pk)
-    emulator.fault(endpoint="token", aadsts=54005, error="invalid_grant")
+    emulator.fault(
+        endpoint="token", grant_type="authorization_code", aadsts=54005, error="invalid_grant"
+    )
 
     page = admin.reauthorize().content.decode()
 
@@ -151,7 +155,11 @@ def test_row_23_an_id_token_also_meant_for_another_client_is_refused(
             return [filled(v) for v in value]
         return value.format(client_id=demo.client_id)
 
-    emulator.fault(endpoint="token", claims={k: filled(v) for k, v in claims.items()})
+    emulator.fault(
+        endpoint="token",
+        grant_type="authorization_code",
+        claims={k: filled(v) for k, v in claims.items()},
+    )
     someone = person(demo.member)
 
     assert someone.sign_in(account).status_code == 400
@@ -202,7 +210,7 @@ def test_row_32_an_id_token_not_signed_by_a_published_key_is_refused(
     authorize_url = someone.start_sign_in(account)
     nonce = parse_qs(urlsplit(authorize_url).query)["nonce"][0]  # what MSAL expects back
     forged = forged_id_token(emulator, demo, nonce, how)
-    emulator.fault(endpoint="token", response={"id_token": forged})
+    emulator.fault(endpoint="token", grant_type="authorization_code", response={"id_token": forged})
 
     response = someone.follow(someone.at_microsoft(authorize_url))
 

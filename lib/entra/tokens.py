@@ -1,4 +1,5 @@
-"""Access tokens from a stored MSAL token cache, refreshed with its refresh token when needed."""
+"""Access tokens from a stored MSAL token cache, refreshed with its refresh token when needed;
+and the client-credentials check of an app's credentials before anyone signs in."""
 
 from __future__ import annotations
 
@@ -106,3 +107,26 @@ def _check_refreshed_identity(
         changed = sorted(n for n in _IDENTITY_CLAIMS if refreshed[n] != signed_in_as.get(n))
         log_failure("refresh", "identity_changed", client_id=client_id, claims=",".join(changed))
         raise EntraRejected(code="refreshed_identity_changed", remedy=Remedy.REAUTHORIZE)
+
+
+def check_app_credentials(credentials: AppCredentials, *, scope: str) -> None:
+    """A client-credentials token request for ``scope`` (a ``{resource}/.default``) on the
+    credentials' tenant: Entra ID checks the client id, the secret and the resource there,
+    without anybody signing in. The token is used for nothing and kept nowhere.
+
+    Returns when Entra ID issued a token; raises what it answered otherwise (``EntraRejected``
+    with the AADSTS code, ``EntraUnavailable`` for an outage).
+    """
+    log_fields = {"client_id": credentials.client_id, "tenant": credentials.tenant}
+    msal_app = application(credentials.client_id, credentials.tenant, credentials=credentials)
+    with msal_errors("client_credentials", **log_fields):
+        result = msal_app.acquire_token_for_client([scope])
+    if "error" in result:
+        error = error_from_response(result, from_token_endpoint=True)
+        log_failure(
+            "client_credentials", error.code, correlation_id=error.correlation_id, **log_fields
+        )
+        raise error
+    if not result.get("access_token"):
+        log_failure("client_credentials", "no_access_token", **log_fields)
+        raise EntraRejected(code="no_access_token")

@@ -83,10 +83,28 @@ def test_reauthorizing_with_new_values_replaces_the_credentials(admin, demo):
     assert not PendingAuthorization.objects.exists()
 
 
-def test_row_14_a_wrong_secret_changes_nothing_and_explains_why(admin, demo):
+def test_row_14_a_wrong_secret_changes_nothing_and_is_explained_next_to_it(admin, emulator, demo):
     before = stored_row(admin.connection)
+    authorize_requests = len([e for e in emulator.log() if e["endpoint"] == "authorize"])
 
-    page = admin.reauthorize(client_secret="Wrong~secret-value-0123456789abc")
+    page = admin.submit_reauthorization(client_secret="Wrong~secret-value-0123456789abc")
+
+    assert stored_row(admin.connection) == before
+    assert page.status_code == 200
+    error = str(page.context["form"].errors["client_secret"][0])
+    assert error.startswith("Microsoft rejected the Client Secret")
+    assert "Wrong~secret" not in page.content.decode()
+    assert not PendingAuthorization.objects.exists()
+    after = len([e for e in emulator.log() if e["endpoint"] == "authorize"])
+    assert after == authorize_requests  # nobody was sent to Microsoft
+
+
+def test_a_callback_that_rejects_the_secret_changes_nothing_and_explains_why(admin, emulator):
+    """A secret the pre-flight accepted, refused when the code is redeemed (revoked meanwhile)."""
+    before = stored_row(admin.connection)
+    emulator.fault(endpoint="token", grant_type="authorization_code", aadsts=7000215)
+
+    page = admin.reauthorize()
 
     assert stored_row(admin.connection) == before
     text = page.content.decode()
@@ -95,17 +113,16 @@ def test_row_14_a_wrong_secret_changes_nothing_and_explains_why(admin, demo):
     assert 'class="badge badge-ok">Connected<' in text
     event = AuditEvent.objects.filter(action="reauthorize").get()
     assert (event.outcome, event.error_code) == (AuditEvent.Outcome.FAILURE, "AADSTS7000215")
-    assert "Wrong~secret" not in event.detail
 
 
 @pytest.mark.parametrize(
     "fault",
     [
-        {"endpoint": "token", "aadsts": 7000222},
-        {"endpoint": "token", "aadsts": 65001},
-        {"endpoint": "token", "status": 503},
-        {"endpoint": "token", "delay": 1.5},
-        {"endpoint": "token", "claims": {"nonce": "not-ours"}},
+        {"endpoint": "token", "grant_type": "authorization_code", "aadsts": 7000222},
+        {"endpoint": "token", "grant_type": "authorization_code", "aadsts": 65001},
+        {"endpoint": "token", "grant_type": "authorization_code", "status": 503},
+        {"endpoint": "token", "grant_type": "authorization_code", "delay": 1.5},
+        {"endpoint": "token", "grant_type": "authorization_code", "claims": {"nonce": "not-ours"}},
         {"endpoint": "whoami", "status": 401},
         {"endpoint": "whoami", "status": 503},
         {"endpoint": "authorize", "aadsts": 50105},
@@ -137,7 +154,9 @@ def test_row_58_any_failure_leaves_the_stored_connection_byte_for_byte(
 
 def test_row_20_a_re_authorization_without_a_refresh_token_changes_nothing(admin, emulator):
     before = stored_row(admin.connection)
-    emulator.fault(endpoint="token", response={"refresh_token": None})
+    emulator.fault(
+        endpoint="token", grant_type="authorization_code", response={"refresh_token": None}
+    )
 
     page = admin.reauthorize()
 
@@ -173,10 +192,11 @@ def test_an_org_in_another_tenant_is_refused(admin, emulator, demo):
     )
     before = stored_row(admin.connection)
 
-    page = admin.reauthorize(org_url=other_org)
+    page = admin.submit_reauthorization(org_url=other_org)
 
     assert stored_row(admin.connection) == before
-    assert "was not found in your Microsoft tenant" in page.content.decode()
+    error = str(page.context["form"].errors["org_url"][0])
+    assert "belongs to another Microsoft Entra tenant" in error
 
 
 def test_a_replayed_callback_changes_nothing(admin, demo):
@@ -464,7 +484,11 @@ def test_re_authorizing_asks_for_a_fresh_sign_in_showing_the_connected_account(a
 def test_a_sign_in_older_than_five_minutes_changes_nothing(admin, emulator):
     """Entra ID answers with the auth_time of the last sign-in; MSAL checks it against max_age."""
     before = stored_row(admin.connection)
-    emulator.fault(endpoint="token", claims={"auth_time": int(time.time()) - 3600})
+    emulator.fault(
+        endpoint="token",
+        grant_type="authorization_code",
+        claims={"auth_time": int(time.time()) - 3600},
+    )
 
     page = admin.reauthorize()
 

@@ -98,13 +98,11 @@ def test_the_account_id_is_random_and_url_safe(person, emulator, demo, visitor):
         assert all(c.isalnum() or c in "-_" for c in account_id)
 
 
-def test_the_redirect_goes_to_the_organizations_authority_with_the_dynamics_scope(
-    emulator, demo, visitor
-):
+def test_the_redirect_goes_to_the_orgs_own_tenant_with_the_dynamics_scope(emulator, demo, visitor):
     authorize_url = visitor.submit_signup()
 
     parts = urlsplit(authorize_url)
-    assert parts.path == "/organizations/oauth2/v2.0/authorize"
+    assert parts.path == f"/{demo.tenant_id}/oauth2/v2.0/authorize"  # found from the org itself
     assert f"scope={demo.org_url.replace(':', '%3A').replace('/', '%2F')}%2Fuser_impersonation" in (
         parts.query
     )
@@ -170,14 +168,25 @@ def test_row_52_53_a_bad_field_is_explained_next_to_it_and_nothing_starts(
     assert not PendingAuthorization.objects.exists()
 
 
-def test_a_good_org_url_is_normalised(emulator, demo, visitor, settings):
+def test_a_good_org_url_is_normalised_before_the_org_is_asked_for_its_tenant(
+    emulator, demo, visitor, settings, monkeypatch
+):
+    from connections import preflight
+    from lib.dynamics import DynamicsError
+
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
-    response = visitor.client.post(
+    asked: list[str] = []
+
+    def no_such_org(org_url: str) -> str:
+        asked.append(org_url)
+        raise DynamicsError("not reached in tests", code="unreachable")
+
+    monkeypatch.setattr(preflight, "discover_tenant", no_such_org)
+    visitor.client.post(
         SIGNUP_URL, signup_form(demo, org_url=" https://Contoso.CRM4.dynamics.com/ ")
     )
 
-    assert response.status_code == 302
-    assert PendingAuthorization.objects.get().org_url == "https://contoso.crm4.dynamics.com"
+    assert asked == ["https://contoso.crm4.dynamics.com"]
 
 
 def test_the_emulator_origin_is_refused_without_the_development_allow_list(
@@ -217,6 +226,17 @@ def test_the_pending_signup_holds_the_secret_encrypted_until_the_callback(emulat
     assert pending.expires_at - timezone.now() <= timedelta(minutes=15)
 
 
+def code_redemptions(emulator) -> list[dict]:
+    """The token requests that redeemed a code (the pre-flight's client-credentials ones aside)."""
+    return [e for e in emulator.log() if e.get("grant_type") == "authorization_code"]
+
+
+def field_error(response, field: str) -> str:
+    """The error the form shows next to ``field`` ("" when none)."""
+    errors = response.context["form"].errors.get(field) or [""]
+    return str(errors[0])
+
+
 def assert_back_on_the_form_with(someone, response, demo, message: str) -> str:
     assert response.status_code == 302
     assert response["Location"] == SIGNUP_URL
@@ -251,7 +271,7 @@ def test_cancelling_at_consent_is_told_apart_and_creates_nothing(emulator, demo,
 def test_an_entra_error_at_the_token_endpoint_is_explained_on_the_form(
     emulator, demo, visitor, aadsts, message
 ):
-    emulator.fault(endpoint="token", aadsts=aadsts)
+    emulator.fault(endpoint="token", grant_type="authorization_code", aadsts=aadsts)
 
     response = visitor.sign_up()
 
@@ -261,10 +281,16 @@ def test_an_entra_error_at_the_token_endpoint_is_explained_on_the_form(
     assert f'href="{emulator.browser_url}/error?code={aadsts}"' in page
 
 
-def test_a_wrong_client_secret_is_explained(emulator, demo, visitor):
-    response = visitor.sign_up(client_secret="Wrong~secret-value-0123456789")
+def test_a_wrong_client_secret_is_explained_next_to_it_before_microsoft(emulator, demo, visitor):
+    response = visitor.client.post(
+        SIGNUP_URL, signup_form(demo, client_secret="Wrong~secret-value-0123456789")
+    )
 
-    assert_back_on_the_form_with(visitor, response, demo, "Microsoft rejected the Client Secret")
+    assert response.status_code == 200
+    assert field_error(response, "client_secret").startswith("Microsoft rejected the Client Secret")
+    assert "Wrong~secret" not in response.content.decode()
+    assert nothing_was_created()
+    assert not [e for e in emulator.log() if e["endpoint"] == "authorize"]
 
 
 def test_a_user_not_assigned_to_the_app_is_told_what_to_ask_for(emulator, demo, visitor):
@@ -328,7 +354,7 @@ def test_a_user_who_is_not_in_the_dynamics_org_is_told_so(person, emulator, demo
 def test_row_20_tokens_that_could_not_keep_the_connection_alive_create_nothing(
     emulator, demo, visitor, response, message
 ):
-    emulator.fault(endpoint="token", response=response)
+    emulator.fault(endpoint="token", grant_type="authorization_code", response=response)
 
     response = visitor.sign_up()
 
@@ -337,7 +363,7 @@ def test_row_20_tokens_that_could_not_keep_the_connection_alive_create_nothing(
 
 def test_an_unreachable_entra_id_creates_nothing(emulator, demo, visitor, settings):
     settings.ENTRA_HTTP_TIMEOUT = 0.5
-    emulator.fault(endpoint="token", delay=1.5)
+    emulator.fault(endpoint="token", grant_type="authorization_code", delay=1.5)
 
     response = visitor.sign_up()
 
@@ -356,7 +382,7 @@ def test_a_replayed_callback_creates_nothing_twice_and_says_the_link_was_used(
     assert replay.status_code == 400
     assert "already used" in replay.content.decode()
     assert Account.objects.count() == 1
-    assert len([e for e in emulator.log() if e["endpoint"] == "token"]) == 1
+    assert len(code_redemptions(emulator)) == 1
 
 
 def test_an_expired_pending_signup_asks_to_start_again(emulator, demo, visitor):
@@ -367,7 +393,7 @@ def test_an_expired_pending_signup_asks_to_start_again(emulator, demo, visitor):
     response = visitor.follow(redirect)
 
     assert_back_on_the_form_with(visitor, response, demo, "expired")
-    assert not [e for e in emulator.log() if e["endpoint"] == "token"]
+    assert not code_redemptions(emulator)
 
 
 def test_the_same_tenant_may_sign_up_twice_and_is_pointed_at_its_first_account(

@@ -15,6 +15,7 @@ from accounts.models import Account, AuditEvent, EntraApp
 from connections.health import connection_check
 from connections.models import DynamicsConnection
 from lib import crypto
+from tests.people import SIGNUP_URL, signup_form
 
 pytestmark = pytest.mark.django_db
 
@@ -279,7 +280,10 @@ class TestNoSecretLeaks:
         admin.follow(redirect)
         connection = DynamicsConnection.objects.select_related("account").get()
         connection_check(connection=connection)
-        person().sign_up(client_secret="Wrong~secret-value-0123456789ab")
+        wrong = signup_form(demo, client_secret="Wrong~secret-value-0123456789ab")
+        assert person().client.post(SIGNUP_URL, wrong).status_code == 200  # the pre-flight's
+        emulator.fault(endpoint="token", grant_type="authorization_code", aadsts=7000215)
+        person().sign_up()  # and one the callback's token request refuses
 
         cache = crypto.decrypt(
             connection.token_cache_encrypted, context=connection.token_cache_context()
