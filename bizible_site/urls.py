@@ -4,6 +4,7 @@ from django.urls import path
 from accounts import views as account_views
 from accounts.signin import SignInHandler
 from connections import views as connection_views
+from connections.consent import AdminConsentHandler
 from connections.reauthorize import ReauthorizeHandler
 from connections.signup import SignupHandler
 from lib.entra.django import callback_view
@@ -15,6 +16,7 @@ oauth2_callback = callback_view(
         Purpose.SIGN_IN: SignInHandler,
         Purpose.SIGNUP: SignupHandler,
         Purpose.REAUTHORIZE: ReauthorizeHandler,
+        Purpose.ADMIN_CONSENT: AdminConsentHandler,
     },
     unknown_flow=account_views.unknown_flow,
 )
@@ -23,6 +25,7 @@ urlpatterns = [
     path("", account_views.landing, name="landing"),
     path("healthz", account_views.healthz, name="healthz"),
     path("Dynamics/Signup", connection_views.signup, name="signup"),
+    path("Dynamics/Signup/continue", connection_views.signup_continue_view, name="signup_continue"),
     path("OAuth2", oauth2_callback, name="oauth2_callback"),
     path("business/<str:account_id>", account_views.business, name="business"),
     path("business/<str:account_id>/signin", account_views.business_sign_in, name="sign_in"),
@@ -35,6 +38,11 @@ urlpatterns = [
         "settings/connections/<int:connection_id>/reauthorize",
         connection_views.reauthorize,
         name="reauthorize",
+    ),
+    path(
+        "settings/connections/<int:connection_id>/reauthorize/continue",
+        connection_views.reauthorize_continue,
+        name="reauthorize_continue",
     ),
     path(
         "settings/connections/<int:connection_id>/secret-expiry",

@@ -48,18 +48,28 @@ def pending_flow_start(
     raised."""
     pending = pending_create(purpose=purpose, client_secret=client_secret, **fields)
     try:
-        return flows.start(
-            request,
-            purpose=purpose,
-            client_id=pending.client_id,
-            tenant=tenant,
-            scopes=(dynamics_scope(pending.org_url),),
-            context={"pending": str(pending.pk)},
-            fresh_sign_in_as=fresh_sign_in_as,
+        return pending_flow_resume(
+            request, pending=pending, tenant=tenant, fresh_sign_in_as=fresh_sign_in_as
         )
     except EntraError:
         pending_discard(pending)
         raise
+
+
+def pending_flow_resume(
+    request: HttpRequest, *, pending: PendingAuthorization, tenant: str, fresh_sign_in_as: str = ""
+) -> str:
+    """Start the flow that proves a pending row's credentials (again, after an admin's
+    consent); the Entra ID URL to go to."""
+    return flows.start(
+        request,
+        purpose=Purpose(pending.purpose),
+        client_id=pending.client_id,
+        tenant=tenant,
+        scopes=(dynamics_scope(pending.org_url),),
+        context={"pending": str(pending.pk)},
+        fresh_sign_in_as=fresh_sign_in_as,
+    )
 
 
 def pending_explained(error: EntraError, pending: PendingAuthorization | None) -> Explanation:

@@ -15,17 +15,20 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 
 from accounts.aadsts import Audience
 from accounts.access import current_membership
 from accounts.failures import Refused, render_failure
 from accounts.models import AuditEvent, EntraApp, Membership, User
 from accounts.services import audit_record
+from connections.consent import admin_consent_offer, needs_admin_consent
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
     PendingFlowHandler,
     pending_discard,
     pending_explained,
+    pending_flow_resume,
     pending_flow_start,
     pending_of,
 )
@@ -82,6 +85,32 @@ def reauthorization_start(
         secret_expires_on=submitted.secret_expires_on,
         app_version=app.version,
         connection_version=connection.version,
+    )
+
+
+# The admin-consent offer a re-authorization waits on, for the Connections page.
+REAUTHORIZE_CONSENT_SESSION_KEY = "reauthorize.admin_consent"
+
+
+def reauthorization_continue(
+    request: HttpRequest, *, connection: DynamicsConnection, offer: dict
+) -> str:
+    """After an admin approved (in their own browser): the authorization of the
+    re-authorization that waited, as the offer named it; raises Refused when it is gone."""
+    pending = pending_of({"pending": offer.get("pending")})
+    if (
+        pending is None
+        or pending.purpose != Purpose.REAUTHORIZE
+        or pending.connection_id != connection.pk
+        or pending.expires_at <= timezone.now()
+    ):
+        raise Refused(
+            "This re-authorization expired while it waited for an admin's approval. Use the "
+            "key icon to start it again.",
+            code="pending_expired",
+        )
+    return pending_flow_resume(
+        request, pending=pending, tenant=offer["tenant"], fresh_sign_in_as=connection.connected_as
     )
 
 
@@ -186,6 +215,7 @@ class ReauthorizeHandler(PendingFlowHandler):
             )
         except Refused as refused:
             return self.failed(request, flow, refused)
+        request.session.pop(REAUTHORIZE_CONSENT_SESSION_KEY, None)
         messages.success(
             request,
             f"The Dynamics connection was re-authorized and works: connected to "
@@ -217,7 +247,12 @@ class ReauthorizeHandler(PendingFlowHandler):
                 message=explanation.message,
                 code=error.code,
             )
-        pending_discard(pending)
+        if pending is not None and flow is not None and needs_admin_consent(error):
+            # Kept for the consent flow: an admin's approval resumes this re-authorization.
+            offer = admin_consent_offer(request, pending=pending, tenant=flow.tenant)
+            request.session[REAUTHORIZE_CONSENT_SESSION_KEY] = offer
+        else:
+            pending_discard(pending)
         return redirect("connections")
 
     @staticmethod

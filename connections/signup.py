@@ -21,11 +21,13 @@ from accounts.access import SIGNUP_OTHER_ACCOUNTS_SESSION_KEY, start_session
 from accounts.failures import Refused, render_failure
 from accounts.models import Account, AuditEvent, EntraApp, Membership, User
 from accounts.services import audit_record, user_from_identity
+from connections.consent import admin_consent_offer, needs_admin_consent
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
     PendingFlowHandler,
     pending_discard,
     pending_explained,
+    pending_flow_resume,
     pending_flow_start,
     pending_of,
 )
@@ -40,6 +42,8 @@ logger = logging.getLogger("dynamics_connect.connections")
 
 # The signup form's values to show again after a failure (never the secret).
 SIGNUP_RETRY_SESSION_KEY = "signup.retry"
+# The admin-consent offer a signup waits on, for its "Continue" button.
+SIGNUP_CONSENT_SESSION_KEY = "signup.admin_consent"
 RETRY_FIELDS = ("company_name", "phone", "website", "client_id", "org_url")
 
 
@@ -174,13 +178,32 @@ class SignupHandler(PendingFlowHandler):
         logger.warning(
             "signup failed", extra={"event": "signup", "outcome": "failure", "code": error.code}
         )
-        request.session[SIGNUP_RETRY_SESSION_KEY] = {
+        retry = {
             "fields": {name: getattr(pending, name) for name in RETRY_FIELDS} if pending else {},
             "message": message,
             "code": error.code,
             "aadsts": error.aadsts,
             "cancelled": explanation.cancelled,
         }
-        if error.code != "pending_in_progress":
+        if pending is not None and needs_admin_consent(error):
+            # Kept for the consent flow: an admin's approval resumes this very signup.
+            retry["admin_consent"] = admin_consent_offer(
+                request, pending=pending, tenant=flow.tenant
+            )
+        elif error.code != "pending_in_progress":
             pending_discard(pending)
+        request.session[SIGNUP_RETRY_SESSION_KEY] = retry
         return redirect("signup")
+
+
+def signup_continue(request: HttpRequest, *, offer: dict) -> str:
+    """After an admin approved (in their own browser): the authorization of the signup that
+    waited, as the offer named it; raises Refused when it is gone."""
+    pending = pending_of({"pending": offer.get("pending")})
+    if pending is None or pending.purpose != Purpose.SIGNUP or pending.expires_at <= timezone.now():
+        raise Refused(
+            "This signup expired while it waited for an admin's approval. Please submit the "
+            "form again.",
+            code="pending_expired",
+        )
+    return pending_flow_resume(request, pending=pending, tenant=offer["tenant"])

@@ -10,15 +10,29 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.aadsts import Audience, explain
 from accounts.access import current_membership
+from accounts.failures import describe
 from accounts.models import AuditEvent, Membership
 from accounts.services import entra_app_set_credential_expiry
+from connections.consent import admin_consent_waiting
 from connections.forms import ReauthorizeForm, SecretExpiryForm, SignupForm
 from connections.health import connection_test
 from connections.models import DynamicsConnection
 from connections.preflight import SetupProblem
-from connections.reauthorize import ReauthorizationRequest, reauthorization_start
-from connections.signup import SIGNUP_RETRY_SESSION_KEY, SignupRequest, signup_start
+from connections.reauthorize import (
+    REAUTHORIZE_CONSENT_SESSION_KEY,
+    ReauthorizationRequest,
+    reauthorization_continue,
+    reauthorization_start,
+)
+from connections.signup import (
+    SIGNUP_CONSENT_SESSION_KEY,
+    SIGNUP_RETRY_SESSION_KEY,
+    SignupRequest,
+    signup_continue,
+    signup_start,
+)
 from lib.entra.errors import EntraError
+from lib.entra.flows import flow_lifetime
 from lib.entra.http import error_lookup_url
 from lib.entra.types import registered_redirect_uris
 from lib.ratelimit import rate_limited
@@ -49,6 +63,8 @@ def signup(request: HttpRequest) -> HttpResponse:
     else:
         retry = request.session.pop(SIGNUP_RETRY_SESSION_KEY, None) or {}
         form = SignupForm(initial=retry.get("fields"))
+        if retry.get("admin_consent"):  # kept for the Continue button
+            request.session[SIGNUP_CONSENT_SESSION_KEY] = retry["admin_consent"]
     return render(
         request,
         "connections/signup.html",
@@ -58,9 +74,27 @@ def signup(request: HttpRequest) -> HttpResponse:
             "error_code": retry.get("code", ""),
             "error_lookup_url": error_lookup_url(retry.get("aadsts")),
             "cancelled": retry.get("cancelled", False),
+            "admin_consent": retry.get("admin_consent"),
+            "flow_minutes": int(flow_lifetime().total_seconds() // 60),
             "redirect_uris": registered_redirect_uris(),
         },
     )
+
+
+@login_not_required
+@require_POST
+@never_cache
+def signup_continue_view(request: HttpRequest) -> HttpResponse:
+    """ "An admin has approved": the signup that waited for it goes on to Microsoft."""
+    offer = request.session.pop(SIGNUP_CONSENT_SESSION_KEY, None)
+    if not offer:
+        return redirect("signup")
+    try:
+        return redirect(signup_continue(request, offer=offer))
+    except EntraError as error:
+        explanation = describe(error, Audience.ADMIN)
+        request.session[SIGNUP_RETRY_SESSION_KEY] = {"message": explanation.message}
+        return redirect("signup")
 
 
 def _admin_connection(
@@ -95,8 +129,25 @@ def connections(request: HttpRequest) -> HttpResponse:
             "form": ReauthorizeForm(initial=_reauthorize_initial(connection)),
             "events": events,
             "secret_expiry": app.credential_expiry(),
+            "admin_consent": admin_consent_waiting(request, REAUTHORIZE_CONSENT_SESSION_KEY),
+            "flow_minutes": int(flow_lifetime().total_seconds() // 60),
         },
     )
+
+
+@require_POST
+@never_cache
+def reauthorize_continue(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """ "An admin has approved": the re-authorization that waited for it goes on to Microsoft."""
+    _, connection = _admin_connection(request, connection_id)
+    offer = request.session.pop(REAUTHORIZE_CONSENT_SESSION_KEY, None)
+    if not offer:
+        return redirect("connections")
+    try:
+        return redirect(reauthorization_continue(request, connection=connection, offer=offer))
+    except EntraError as error:
+        messages.error(request, describe(error, Audience.ADMIN).message)
+        return redirect("connections")
 
 
 @rate_limited("reauthorize")

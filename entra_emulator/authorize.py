@@ -30,9 +30,9 @@ from .web import Request, Response, html_response, redirect
 
 RESPONSE_MODES = ("query", "fragment", "form_post")
 #: Fields our own forms add; everything else is the app's original request, carried along.
-_CONTROL_FIELDS = ("action", "login")
+CONTROL_FIELDS = ("action", "login")
 _ACTIONS = ("signin", "other", "pick", "accept", "cancel")
-_UNKNOWN_USER = "We couldn't find an account with that username."
+UNKNOWN_USER = "We couldn't find an account with that username."
 
 
 def authorize(emu: EmulatorState, req: Request) -> Response:
@@ -55,7 +55,7 @@ def authorize(emu: EmulatorState, req: Request) -> Response:
 
 
 @dataclass
-class _Reply:
+class Reply:
     """Sends results back to the (validated) redirect URI in the requested response mode."""
 
     redirect_uri: str
@@ -98,7 +98,7 @@ class _Authorization:
         self.app = app
         self.tenant = tenant
         self.response_mode = self.params.get("response_mode") or "query"
-        self.reply = _Reply(
+        self.reply = Reply(
             redirect_uri,
             self.params.get("state"),
             self.response_mode if self.response_mode in RESPONSE_MODES else "query",
@@ -137,7 +137,7 @@ class _Authorization:
             login = params.get("login", "").strip()
             user = self.emu.directory.user(login) if login else None
             if user is None:
-                return self._sign_in_page(login, error=_UNKNOWN_USER)
+                return self._sign_in_page(login, error=UNKNOWN_USER)
             self.new_cookie, session = self.emu.start_session(user)
         elif action == "other" or (action is not None and session is None):
             return self._sign_in_page(params.get("login_hint", ""))
@@ -162,11 +162,15 @@ class _Authorization:
         check_resource(self.emu.directory, self.app, session.user, scopes)
         if action == "cancel":
             raise AadstsError(65004)
+        needs_consent = "consent" in prompts or not self.emu.has_consent(
+            session.user, self.app.client_id, scopes.permissions
+        )
+        tenant = self.emu.directory.tenants[session.user.tenant_id]
+        if needs_consent and not tenant.users_can_consent and not session.user.admin:
+            raise AadstsError(90094)  # Entra's "Need admin approval"
         if action == "accept":
             self.emu.grant_consent(session.user, self.app.client_id, scopes.permissions)
-        elif "consent" in prompts or not self.emu.has_consent(
-            session.user, self.app.client_id, scopes.permissions
-        ):
+        elif needs_consent:
             if "none" in prompts:
                 raise AadstsError(65001, client_id=self.app.client_id, app_name=self.app.name)
             return self._consent_page(session.user, scopes)
@@ -217,7 +221,7 @@ class _Authorization:
         return self.reply.send(fields)
 
     def _fields(self) -> dict[str, str]:
-        return {k: v for k, v in self.params.items() if k not in _CONTROL_FIELDS}
+        return {k: v for k, v in self.params.items() if k not in CONTROL_FIELDS}
 
     def _sign_in_page(self, login: str, *, error: str | None = None) -> Response:
         page = pages.sign_in(

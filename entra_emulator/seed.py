@@ -110,6 +110,8 @@ class User:
     upn: str
     name: str
     tenant_id: str
+    # A Global Administrator (or any role that may grant tenant-wide admin consent).
+    admin: bool = False
 
     def is_one_of(self, references: Iterable[str]) -> bool:
         """References are UPNs or object ids, compared case-insensitively."""
@@ -122,6 +124,8 @@ class Tenant:
     name: str
     domain: str
     users: tuple[User, ...]
+    # Entra's "Users can consent to apps" setting; off: only an admin's consent will do.
+    users_can_consent: bool = True
 
 
 @dataclass(frozen=True)
@@ -320,19 +324,29 @@ class Directory:
 
 
 def _tenant(raw: Any, where: str) -> Tenant:
-    obj = _Obj(raw, where, {"id", "name", "domain", "users"})
+    obj = _Obj(raw, where, {"id", "name", "domain", "users", "users_can_consent"})
     tenant_id = obj.guid("id")
     users = []
     for j, item in enumerate(obj.items("users")):
-        u = _Obj(item, f"{where}.users[{j}]", {"oid", "upn", "name"})
+        u = _Obj(item, f"{where}.users[{j}]", {"oid", "upn", "name", "admin"})
         upn = u.text("upn")
         if "@" not in upn:
             raise SeedError(f"{u.where}.upn: {upn!r} is not a user principal name")
         users.append(
-            User(oid=u.guid("oid"), upn=upn, name=u.text("name", upn), tenant_id=tenant_id)
+            User(
+                oid=u.guid("oid"),
+                upn=upn,
+                name=u.text("name", upn),
+                tenant_id=tenant_id,
+                admin=u.flag("admin", False),
+            )
         )
     return Tenant(
-        id=tenant_id, name=obj.text("name"), domain=obj.text("domain").lower(), users=tuple(users)
+        id=tenant_id,
+        name=obj.text("name"),
+        domain=obj.text("domain").lower(),
+        users=tuple(users),
+        users_can_consent=obj.flag("users_can_consent", True),
     )
 
 

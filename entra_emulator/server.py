@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import pages, testapi
+from .adminconsent import admin_consent
 from .authorize import authorize
 from .dynamics import service_root, whoami
 from .errors import correlation_id_from
@@ -65,6 +66,13 @@ ROUTES = (
         "authorize", rf"{_TENANT}/oauth2/v2\.0/authorize", ("GET", "POST"), authorize, browser=True
     ),
     _route("token", rf"{_TENANT}/oauth2/v2\.0/token", ("POST",), token),
+    _route(
+        "adminconsent",
+        rf"{_TENANT}/v2\.0/adminconsent",
+        ("GET", "POST"),
+        admin_consent,
+        browser=True,
+    ),
     _route("logout", rf"{_TENANT}/oauth2/v2\.0/logout", ("GET", "POST"), logout, browser=True),
     _route("whoami", r"/api/data/v9\.2/WhoAmI(?:\(\))?", ("GET",), whoami),
     _route("webapi", r"/api/data/v9\.2/?", ("GET",), service_root),

@@ -107,6 +107,8 @@ class EmulatorState:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.sessions: dict[str, Session] = {}
         self.consents: dict[tuple[str, str], set[str]] = {}
+        # Tenant-wide consents an admin granted: (tenant id, client id) -> permissions.
+        self.admin_consents: dict[tuple[str, str], set[str]] = {}
         self.faults: list[Fault] = []
         self.settings = Settings()
         self.log: list[dict[str, Any]] = []
@@ -149,6 +151,8 @@ class EmulatorState:
 
     def has_service_principal(self, client_id: str, tenant_id: str) -> bool:
         """A multi-tenant app gets one in a tenant when a user of it first consents."""
+        if (tenant_id, client_id) in self.admin_consents:
+            return True
         return any(
             app == client_id and self.directory.user(oid).tenant_id == tenant_id
             for oid, app in self.consents
@@ -160,7 +164,12 @@ class EmulatorState:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{client_id}"))
 
     def has_consent(self, user: User, client_id: str, permissions: Iterable[str]) -> bool:
-        return set(permissions) <= self.consents.get((user.oid, client_id), set())
+        granted = self.consents.get((user.oid, client_id), set())
+        granted = granted | self.admin_consents.get((user.tenant_id, client_id), set())
+        return set(permissions) <= granted
+
+    def grant_admin_consent(self, tenant_id: str, client_id: str, permissions: Iterable[str]):
+        self.admin_consents.setdefault((tenant_id, client_id), set()).update(permissions)
 
     def grant_consent(self, user: User, client_id: str, permissions: Iterable[str]) -> None:
         self.consents.setdefault((user.oid, client_id), set()).update(permissions)

@@ -15,6 +15,7 @@ _BASIC_ACTIONS = frozenset({"status", "delay", "body"})
 FAULT_ACTIONS: dict[str, frozenset[str]] = {
     "token": _BASIC_ACTIONS | {"aadsts", "claims", "access_token_claims", "response"},
     "authorize": _BASIC_ACTIONS | {"aadsts"},
+    "adminconsent": _BASIC_ACTIONS | {"aadsts"},
     "discovery": _BASIC_ACTIONS | {"aadsts"},
     "jwks": _BASIC_ACTIONS,
     "whoami": _BASIC_ACTIONS | {"challenge"},

@@ -2,8 +2,10 @@
 
 It pops the flow the callback answers, asks the handler of the flow's purpose for the
 credentials to redeem it with, redeems the code (one token request), validates the id token,
-and hands the handler a proven identity, or a typed failure. Handlers are registered in the
-site's URL configuration; the purpose comes from the server-side flow, never from the URL.
+and hands the handler a proven identity, or a typed failure. An admin-consent answer carries
+no code: its handler is told that the tenant's admin approved, or why not. Handlers are
+registered in the site's URL configuration; the purpose comes from the server-side flow, never
+from the URL.
 """
 
 from __future__ import annotations
@@ -38,8 +40,18 @@ class FlowHandler(Protocol):
     ) -> HttpResponse: ...
 
 
+class ConsentHandler(Protocol):
+    """What the admin-consent purpose does with its answers (no code, no credentials)."""
+
+    def consented(self, request: HttpRequest, flow: StoredFlow) -> HttpResponse: ...
+
+    def failed(
+        self, request: HttpRequest, flow: StoredFlow | None, error: EntraError
+    ) -> HttpResponse: ...
+
+
 def callback_view(
-    handlers: Mapping[Purpose, Callable[[], FlowHandler]],
+    handlers: Mapping[Purpose, Callable[[], FlowHandler | ConsentHandler]],
     *,
     unknown_flow: Callable[[HttpRequest, FlowExpired], HttpResponse],
 ) -> Callable[[HttpRequest], HttpResponse]:
@@ -64,6 +76,12 @@ def callback_view(
                 return unknown_flow(request, error)
             return handlers[error.purpose]().failed(request, None, error)
         handler = handlers[flow.purpose]()
+        if flow.purpose is Purpose.ADMIN_CONSENT:
+            try:
+                flows.admin_consent_answer(flow, request.GET)
+            except EntraError as error:
+                return handler.failed(request, flow, error)
+            return handler.consented(request, flow)
         try:
             credentials = handler.credentials(request, flow)
             identity = flows.redeem(flow, request.GET, credentials=credentials)

@@ -24,16 +24,30 @@ import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import msal
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest
 
-from lib.entra.errors import EntraRejected, FlowExpired, error_from_response
-from lib.entra.http import application, authorize_application, log_failure, logger, msal_errors
+from lib.entra.errors import EntraRejected, FlowExpired, WrongTenant, error_from_response
+from lib.entra.http import (
+    application,
+    authorize_application,
+    discovery_document,
+    log_failure,
+    logger,
+    msal_errors,
+)
 from lib.entra.id_token import validate_id_token
-from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow, redirect_uri
+from lib.entra.types import (
+    AppCredentials,
+    ProvenIdentity,
+    Purpose,
+    StoredFlow,
+    redirect_uri,
+)
 from lib.secret import Secret
 
 # A random value the browser's session keeps: a flow answers only in the browser that started it.
@@ -41,10 +55,11 @@ BINDING_SESSION_KEY = "entra.binding"
 _INSERT = (
     "INSERT INTO entra_started_flow (state, binding, entry, expires_at) VALUES (%s, %s, %s, %s)"
 )
-# This browser's flow, and any row kept past its use: one statement, one winner.
+# This browser's flow (or an admin consent's), and any row kept past its use: one statement,
+# one winner.
 _CLAIM = (
-    "DELETE FROM entra_started_flow WHERE (state = %s AND binding = %s) OR expires_at < %s "
-    "RETURNING state, entry"
+    "DELETE FROM entra_started_flow WHERE (state = %s AND binding IN (%s, %s)) "
+    "OR expires_at < %s RETURNING state, entry"
 )
 # The last flows this browser took out, so that a replayed callback is recognised as one (two
 # tabs writing this at once lose at worst a marker: the replay is then told as a stale link).
@@ -59,7 +74,12 @@ CALLBACK_PARAMETERS = (
     "error_description",
     "session_state",
     "client_info",
+    "admin_consent",
+    "tenant",
+    "scope",
 )
+# The binding of an admin-consent flow: the admin may answer it in a browser of their own.
+_ANY_BROWSER = "any-browser"
 
 
 def flow_lifetime() -> timedelta:
@@ -89,9 +109,87 @@ def _kept_for() -> float:
 def _claim(state: str, binding: str) -> dict[str, Any] | None:
     """Take this browser's flow out of the table (None: not there, or not this browser's)."""
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [state, binding, time.time()])
+        cursor.execute(_CLAIM, [state, binding or _ANY_BROWSER, _ANY_BROWSER, time.time()])
         rows = cursor.fetchall()
     return next((json.loads(entry) for key, entry in rows if key == state), None)
+
+
+def _store(state: str, binding: str, entry: dict[str, Any]) -> None:
+    with connection.cursor() as cursor:
+        row = [state, binding, json.dumps(entry), entry["started_at"] + _kept_for()]
+        cursor.execute(_INSERT, row)
+
+
+def start_admin_consent(
+    request: HttpRequest,
+    *,
+    client_id: str,
+    tenant: str,
+    scope: str,
+    context: Mapping[str, Any] | None = None,
+) -> str:
+    """The tenant's v2 admin-consent URL for this app and ``scope``, answered at /OAuth2.
+
+    Its flow is kept like any other, by its state, but may be answered in any browser: the
+    admin who approves is often not the person who asked. ``StoredFlow.same_browser`` tells
+    the asker's browser (which may resume what waited) from the admin's (which may not).
+    """
+    state = secrets.token_urlsafe(24)
+    entry = {
+        "purpose": Purpose.ADMIN_CONSENT.value,
+        "client_id": client_id,
+        "tenant": tenant,
+        "scopes": [scope],
+        "next": "",
+        "context": dict(context or {}),
+        "started_at": time.time(),
+        "flow": {},
+        "started_by": _binding(request, create=True),
+    }
+    _store(state, _ANY_BROWSER, entry)
+    sign_in_page = str(discovery_document(tenant).get("authorization_endpoint", ""))
+    origin = sign_in_page.split(f"/{tenant}/", 1)[0] if f"/{tenant}/" in sign_in_page else ""
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "scope": scope,
+            "redirect_uri": redirect_uri(identity_only=False),
+            "state": state,
+        }
+    )
+    logger.info(
+        "Entra ID admin consent offered",
+        extra={"event": "entra.admin_consent_started", "client_id": client_id, "tenant": tenant},
+    )
+    return f"{origin or settings.ENTRA_AUTHORITY_HOST}/{tenant}/v2.0/adminconsent?{query}"
+
+
+def admin_consent_answer(flow: StoredFlow, params: Mapping[str, str]) -> None:
+    """Returns when the answer says the tenant's admin approved; raises what it says otherwise
+    (``SignInCancelled`` for a refusal, ``EntraRejected`` with its AADSTS code). The answer
+    comes through a browser and proves nothing: the authorization it resumes does."""
+    if "error" in params:
+        shaped = _documented_shape(
+            {k: params[k] for k in ("error", "error_description") if k in params}
+        )
+        error = error_from_response(shaped, from_token_endpoint=False)
+        log_failure("admin_consent", error.code, client_id=flow.client_id)
+        raise error
+    if params.get("admin_consent", "").lower() != "true":
+        log_failure("admin_consent", "no_answer", client_id=flow.client_id)
+        raise FlowExpired(code="admin_consent_missing", purpose=flow.purpose, context=flow.context)
+    if params.get("tenant", "").lower() != flow.tenant.lower():
+        log_failure("admin_consent", "tenant_mismatch", client_id=flow.client_id)
+        raise WrongTenant(code="admin_consent_tenant_mismatch")
+    logger.info(
+        "Entra ID admin consent granted",
+        extra={
+            "event": "entra.admin_consent",
+            "outcome": "success",
+            "client_id": flow.client_id,
+            "tenant": flow.tenant,
+        },
+    )
 
 
 def start(
@@ -134,9 +232,7 @@ def start(
         "started_at": time.time(),
         "flow": flow,
     }
-    with connection.cursor() as cursor:
-        row = [flow["state"], binding, json.dumps(entry), entry["started_at"] + _kept_for()]
-        cursor.execute(_INSERT, row)
+    _store(flow["state"], binding, entry)
     logger.info(
         "Entra ID flow started",
         extra={
@@ -163,7 +259,7 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
     state = request.GET.get("state", "")
     binding = _binding(request, create=False)
     # Another browser's flow (login CSRF) is not this request's to take, nor to spend.
-    entry = _claim(state, binding) if state and binding else None
+    entry = _claim(state, binding) if state else None
     spent = request.session.get(SPENT_FLOWS_SESSION_KEY) or {}
     if entry is None:
         used = spent.get(state) if state else None
@@ -194,6 +290,7 @@ def pop(request: HttpRequest, *, identity_only: bool) -> StoredFlow:
         next_url=entry["next"],
         context=entry["context"],
         msal_flow=entry["flow"],
+        same_browser=entry.get("started_by", binding) == binding,
     )
 
 

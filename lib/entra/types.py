@@ -21,6 +21,9 @@ class Purpose(StrEnum):
     SIGNUP = "signup"
     SIGN_IN = "sign_in"
     REAUTHORIZE = "reauthorize"
+    # The tenant-wide approval an Entra ID admin gives at /v2.0/adminconsent, for a signup or
+    # re-authorization waiting on it. No code, no token: it proves nothing by itself.
+    ADMIN_CONSENT = "admin_consent"
 
     @property
     def identity_only(self) -> bool:
@@ -67,6 +70,8 @@ class StoredFlow:
     """A flow taken out of the flow store: what it was started for, on which app and tenant.
 
     ``context`` is the small, JSON-serializable value the starter gave (identifiers only).
+    ``same_browser`` is False only for an admin consent answered in another browser (the
+    admin's): such an answer may be taken there, but resumes nothing there.
     """
 
     purpose: Purpose
@@ -76,6 +81,7 @@ class StoredFlow:
     next_url: str
     context: dict[str, Any]
     msal_flow: dict[str, Any] = field(repr=False)
+    same_browser: bool = True
 
 
 @dataclass(frozen=True)

@@ -763,3 +763,100 @@ def test_a_kept_alive_request_is_answered_without_the_delayed_ack_stall(emu):
         durations.append(time.perf_counter() - began)
 
     assert sorted(durations)[5] < 0.02  # the median, well under the 40 ms stall
+
+
+# --- Setup checks: the Web API's challenge, client credentials, admin consent ------------------
+
+
+def test_the_web_api_root_challenges_an_anonymous_request_with_the_orgs_tenant(emu):
+    response = whoami(emu, path="")
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == (
+        f"Bearer authorization_uri={emu.url}/{CONTOSO['id']}/oauth2/authorize, "
+        f"resource_id={emu.url}/"
+    )
+
+
+def test_the_client_credentials_grant_issues_an_app_only_token_for_the_org(emu):
+    result = msal_app(emu, tenant=CONTOSO["id"]).acquire_token_for_client([f"{emu.url}/.default"])
+
+    assert "access_token" in result, result
+    claims = jwt.decode(result["access_token"], options={"verify_signature": False})
+    assert (claims["aud"], claims["tid"], claims["idtyp"]) == (emu.url, CONTOSO["id"], "app")
+    assert "refresh_token" not in result and "id_token" not in result
+    assert whoami(emu, result["access_token"]).status_code == 403  # no application user
+
+
+@pytest.mark.parametrize(
+    ("tenant", "scope", "secret", "code"),
+    [
+        ("contoso", "{org}/user_impersonation", SECRET, 1002012),
+        ("contoso", "{org}/.default", "Wrong~secret-value-0123456789", 7000215),
+        ("fabrikam", "{org}/.default", SECRET, 700016),  # no service principal there yet
+        ("contoso", "https://nothere.crm.dynamics.com/.default", SECRET, 500011),
+    ],
+    ids=["not-default", "wrong-secret", "no-service-principal", "unknown-org"],
+)
+def test_the_client_credentials_grant_refuses_as_entra_does(emu, tenant, scope, secret, code):
+    tenant_id = CONTOSO["id"] if tenant == "contoso" else FABRIKAM["id"]
+    app = msal_app(emu, tenant=tenant_id, secret=secret)
+
+    result = app.acquire_token_for_client([scope.format(org=emu.url)])
+
+    assert result.get("error_codes") == [code], result
+
+
+def test_the_admin_consent_endpoint_grants_for_the_whole_tenant(emu):
+    """A tenant whose users may not consent: its staff get AADSTS90094 until an admin
+    approves at /v2.0/adminconsent (a non-admin there gets AADSTS90094 too)."""
+    locked = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    org = emu.url.replace("127.0.0.1", "localhost")
+    staff, boss = "staff@locked.onmicrosoft.com", "boss@locked.onmicrosoft.com"
+    users = [
+        {"oid": "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d", "upn": boss, "name": "Boss", "admin": True},
+        {"oid": "3b4c5d6e-7f8a-4b9c-8d0e-2f3a4b5c6d7e", "upn": staff, "name": "Staff"},
+    ]
+    emu.seed(
+        {
+            "tenants": [
+                {
+                    "id": locked,
+                    "name": "Locked",
+                    "domain": "locked.onmicrosoft.com",
+                    "users_can_consent": False,
+                    "users": users,
+                }
+            ],
+            "dynamics_orgs": [
+                {
+                    **ORG,
+                    "url": org,
+                    "tenant": locked,
+                    "organization_id": "4c5d6e7f-8a9b-4c0d-9e1f-3a4b5c6d7e8f",
+                    "members": [staff, boss],
+                }
+            ],
+        }
+    )
+    app = msal_app(emu)
+    _, refused = log_in(emu, app, staff, org=org)
+    assert refused["error"] == "access_denied" and "AADSTS90094" in refused["error_description"]
+
+    consent_url = (
+        f"{emu.browser_url}/{locked}/v2.0/adminconsent?"
+        f"client_id={CLIENT_ID}&scope={org}/user_impersonation&redirect_uri={REDIRECT_URI}"
+        "&state=s1"
+    )
+    non_admin = query(sign_in(requests.Session(), consent_url, staff))
+    assert non_admin["error"] == "access_denied" and "AADSTS90094" in non_admin["error_description"]
+    granted = query(sign_in(requests.Session(), consent_url, boss))
+    assert granted == {
+        "admin_consent": "True",
+        "tenant": locked,
+        "scope": f"{org}/user_impersonation",
+        "state": "s1",
+    }
+
+    _, callback = log_in(emu, app, staff, org=org)  # and no consent page for staff now
+    assert "code" in callback, callback
