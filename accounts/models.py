@@ -8,9 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from lib import crypto
+from lib import certificates, crypto
 from lib.entra.types import AppCredentials
-from lib.secret import Secret
 
 # The Connections page warns this many days before a credential expires.
 EXPIRY_WARNING_DAYS = 30
@@ -80,13 +79,18 @@ class CredentialExpiry:
 class EntraApp(models.Model):
     """The company's own app registration in Entra ID, on which every flow of the account runs.
 
-    The credential is stored encrypted (``lib/crypto.py``, bound to the account id and field).
-    ``credential_kind`` names what it is; a client secret today. ``version`` increases on every
-    credential change, so an edit made for one credential never lands on its successor.
+    The credential is stored encrypted (``lib/crypto.py``, bound to the account id and field):
+    a client secret, or the private key of a certificate the product generated (whose public
+    certificate, kept beside it, tells its thumbprint and expiry exactly). ``credential_kind``
+    names which; nothing outside this model branches on it. ``version`` increases on every
+    credential change, so an edit made for one credential never lands on its successor. The
+    credential a switch replaced is remembered until an admin has removed it from the app
+    registration (``previous_credential``).
     """
 
     class CredentialKind(models.TextChoices):
         SECRET = "secret", "Client secret"
+        CERTIFICATE = "certificate", "Certificate"
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="entra_app")
     client_id = models.CharField(max_length=36)
@@ -97,6 +101,9 @@ class EntraApp(models.Model):
     credential_encrypted = models.TextField()
     credential_set_at = models.DateTimeField()
     credential_expires_on = models.DateField(null=True, blank=True)
+    certificate_pem = models.TextField(blank=True, default="")
+    # What a switch replaced, for "remove it from the app registration" (no secret in it).
+    previous_credential = models.CharField(max_length=200, blank=True, default="")
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -105,20 +112,50 @@ class EntraApp(models.Model):
         return f"Entra ID app {self.client_id} of {self.account.account_id}"
 
     def credential_context(self) -> str:
-        return f"account:{self.account.account_id}:client_secret"
+        field = "private_key" if self.credential_kind == self.CredentialKind.CERTIFICATE else ""
+        return f"account:{self.account.account_id}:{field or 'client_secret'}"
 
-    def store_secret(self, secret: Secret, *, expires_on: date | None) -> None:
-        """Encrypt a new client secret into this (unsaved) row."""
-        self.credential_kind = self.CredentialKind.SECRET
-        self.credential_encrypted = crypto.encrypt(secret, context=self.credential_context())
+    def credential_label(self) -> str:
+        """The current credential as the Azure portal lists it (never the secret itself)."""
+        if self.credential_kind == self.CredentialKind.CERTIFICATE:
+            return f"certificate {certificates.load(self.certificate_pem).sha1_thumbprint}"
+        return f"client secret set on {self.credential_set_at:%Y-%m-%d}"
+
+    def store_credentials(self, credentials: AppCredentials, *, expires_on: date | None) -> None:
+        """Encrypt new credentials into this (unsaved) row: a secret (its expiry as typed) or a
+        certificate's key (its expiry from the certificate). A row that had a credential
+        remembers it as the one to remove from the app registration."""
+        if self.credential_encrypted:
+            self.previous_credential = self.credential_label()
+        if credentials.private_key is not None:
+            certificate = certificates.load(credentials.certificate_pem)
+            self.credential_kind = self.CredentialKind.CERTIFICATE
+            self.certificate_pem = certificate.pem
+            value, expires_on = credentials.private_key, certificate.not_after.date()
+        else:
+            self.credential_kind = self.CredentialKind.SECRET
+            self.certificate_pem = ""
+            value = credentials.client_secret
+        self.credential_encrypted = crypto.encrypt(value, context=self.credential_context())
         self.credential_set_at = timezone.now()
         self.credential_expires_on = expires_on
 
     def credentials(self) -> AppCredentials:
         """The app's credentials for a token request; ``crypto.UndecryptableValue`` when no
-        configured key opens the stored secret."""
-        secret = crypto.decrypt(self.credential_encrypted, context=self.credential_context())
-        return AppCredentials(client_id=self.client_id, tenant=self.tenant_id, client_secret=secret)
+        configured key opens the stored secret or key."""
+        value = crypto.decrypt(self.credential_encrypted, context=self.credential_context())
+        if self.credential_kind == self.CredentialKind.CERTIFICATE:
+            return AppCredentials(
+                self.client_id,
+                self.tenant_id,
+                private_key=value,
+                certificate_pem=self.certificate_pem,
+            )
+        return AppCredentials(client_id=self.client_id, tenant=self.tenant_id, client_secret=value)
+
+    def certificate(self) -> certificates.Certificate | None:
+        """The current certificate (thumbprint, expiry), when the credential is one."""
+        return certificates.load(self.certificate_pem) if self.certificate_pem else None
 
     def credential_expiry(self) -> CredentialExpiry | None:
         """The recorded expiry of the current credential, counted from today."""

@@ -58,6 +58,8 @@ if DYNAMICS_EXTRA_ALLOWED_ORIGINS and not DEBUG:
 # (0 turns the limit off); TRUSTED_PROXY_COUNT proxies in front set X-Forwarded-For.
 AUTH_RATE_LIMIT_PER_MINUTE = int(env_float("AUTH_RATE_LIMIT_PER_MINUTE", 20, maximum=100000))
 TRUSTED_PROXY_COUNT = int(env_float("TRUSTED_PROXY_COUNT", 0, maximum=10))
+# How long a certificate the product generates for an app registration is valid.
+CERTIFICATE_VALID_MONTHS = int(env_float("CERTIFICATE_VALID_MONTHS", 12, minimum=1, maximum=24))
 
 # Newest key first: the first encrypts, all decrypt (see connections/crypto.py).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")

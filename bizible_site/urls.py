@@ -3,6 +3,7 @@ from django.urls import path
 
 from accounts import views as account_views
 from accounts.signin import SignInHandler
+from connections import certificate_views
 from connections import views as connection_views
 from connections.consent import AdminConsentHandler
 from connections.reauthorize import ReauthorizeHandler
@@ -26,6 +27,16 @@ urlpatterns = [
     path("healthz", account_views.healthz, name="healthz"),
     path("Dynamics/Signup", connection_views.signup, name="signup"),
     path("Dynamics/Signup/continue", connection_views.signup_continue_view, name="signup_continue"),
+    path(
+        "Dynamics/Signup/certificate",
+        certificate_views.signup_certificate,
+        name="signup_certificate",
+    ),
+    path(
+        "Dynamics/Signup/certificate.cer",
+        certificate_views.signup_certificate_download,
+        name="signup_certificate_download",
+    ),
     path("OAuth2", oauth2_callback, name="oauth2_callback"),
     path("business/<str:account_id>", account_views.business, name="business"),
     path("business/<str:account_id>/signin", account_views.business_sign_in, name="sign_in"),
@@ -43,6 +54,26 @@ urlpatterns = [
         "settings/connections/<int:connection_id>/reauthorize/continue",
         connection_views.reauthorize_continue,
         name="reauthorize_continue",
+    ),
+    path(
+        "settings/connections/<int:connection_id>/certificate",
+        certificate_views.connection_certificate,
+        name="connection_certificate",
+    ),
+    path(
+        "settings/connections/<int:connection_id>/certificate/new",
+        certificate_views.connection_certificate_new,
+        name="connection_certificate_new",
+    ),
+    path(
+        "settings/connections/<int:connection_id>/certificate.cer",
+        certificate_views.connection_certificate_download,
+        name="connection_certificate_download",
+    ),
+    path(
+        "settings/connections/<int:connection_id>/previous-credential",
+        certificate_views.previous_credential_dismiss,
+        name="previous_credential_dismiss",
     ),
     path(
         "settings/connections/<int:connection_id>/secret-expiry",

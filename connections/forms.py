@@ -56,6 +56,8 @@ class ClientSecretField(forms.CharField):
     def clean(self, value):
         value = super().clean(value).strip()
         if not value:
+            if not self.required:
+                return ""
             raise forms.ValidationError(self.error_messages["required"], code="required")
         if not value.isprintable():
             raise forms.ValidationError("The Client Secret contains characters it never has.")
@@ -108,6 +110,40 @@ def refuse_format_characters(value: str) -> None:
         )
 
 
+CERTIFICATE, SECRET = "certificate", "secret"
+CREDENTIAL_HELP = (
+    "With a certificate, Dynamics Connect makes a key pair and gives you only the public "
+    "certificate to upload to your app registration: there is no secret to copy, and its "
+    "expiry is known exactly."
+)
+
+
+def _credential_kind() -> forms.ChoiceField:
+    return forms.ChoiceField(
+        label="Credential",
+        choices=[(CERTIFICATE, "Certificate (recommended)"), (SECRET, "Client secret")],
+        initial=CERTIFICATE,
+        widget=forms.RadioSelect,
+        help_text=CREDENTIAL_HELP,
+    )
+
+
+class _CredentialForm:
+    """A client secret is needed only when the credential chosen is a client secret."""
+
+    def clean(self):
+        data = super().clean()
+        missing = data.get("credential_kind") == SECRET and not data.get("client_secret")
+        if missing and "client_secret" not in self.errors:
+            self.add_error(
+                "client_secret",
+                "Enter the client secret's Value, or choose Certificate instead.",
+            )
+        if data.get("credential_kind") == CERTIFICATE:
+            data.pop("client_secret", None)  # never kept, never used
+        return data
+
+
 class _Form(forms.Form):
     """Labels exactly as written (no trailing colon), as the product's copy specifies; no text
     field takes invisible formatting characters."""
@@ -120,14 +156,15 @@ class _Form(forms.Form):
                 field.validators.append(refuse_format_characters)
 
 
-class SignupForm(_Form):
-    """The seed's signup form, in its field order."""
+class SignupForm(_CredentialForm, _Form):
+    """The seed's signup form, in its field order, with the choice of credential."""
 
     company_name = forms.CharField(label="Company Name", max_length=200)
     phone = forms.CharField(label="Phone Number", max_length=40)
     website = forms.URLField(label="Website", max_length=500, assume_scheme="https")
     client_id = ClientIdField(label="Client Id")
-    client_secret = ClientSecretField(label="Client Secret")
+    credential_kind = _credential_kind()
+    client_secret = ClientSecretField(label="Client Secret", required=False)
     org_url = OrgUrlField(label="Application Id URL")
 
     def clean_company_name(self) -> str:
@@ -155,11 +192,12 @@ def _secret_expires_on() -> forms.DateField:
     )
 
 
-class ReauthorizeForm(_Form):
+class ReauthorizeForm(_CredentialForm, _Form):
     """New credentials for an existing connection (the key icon's modal)."""
 
     client_id = ClientIdField(label="Client Id")
-    client_secret = ClientSecretField(label="Client Secret")
+    credential_kind = _credential_kind()
+    client_secret = ClientSecretField(label="Client Secret", required=False)
     org_url = OrgUrlField(label="Application Id URI")
     secret_expires_on = _secret_expires_on()
 

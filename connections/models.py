@@ -81,7 +81,9 @@ class PendingAuthorization(models.Model):
     phone = models.CharField(max_length=32, blank=True, default="")
     website = models.URLField(max_length=500, blank=True, default="")
     client_id = models.CharField(max_length=36)
-    client_secret_encrypted = models.TextField()
+    # A client secret, or (with ``certificate_pem``) the private key of a generated certificate.
+    credential_encrypted = models.TextField()
+    certificate_pem = models.TextField(blank=True, default="")
     org_url = models.URLField(max_length=300)
     secret_expires_on = models.DateField(null=True, blank=True)
     # The versions the re-authorization was started on: a change meanwhile wins over it.
@@ -94,5 +96,5 @@ class PendingAuthorization(models.Model):
     def __str__(self) -> str:
         return f"Pending {self.purpose} {self.id}"
 
-    def secret_context(self) -> str:
-        return f"pending:{self.id}:client_secret"
+    def credential_context(self) -> str:
+        return f"pending:{self.id}:{'private_key' if self.certificate_pem else 'client_secret'}"

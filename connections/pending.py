@@ -6,6 +6,8 @@ by the callback that claims the row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -21,13 +23,29 @@ from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow,
 from lib.secret import Secret
 
 
-def pending_create(*, client_secret: Secret, **fields: object) -> PendingAuthorization:
-    """Keep submitted credentials (secret encrypted) until Entra ID has proven them; drop
-    expired and claimed-and-abandoned ones meanwhile."""
+@dataclass(frozen=True)
+class SubmittedCredential:
+    """A credential as submitted: a client secret, or a generated certificate's private key
+    with its public certificate (PEM)."""
+
+    value: Secret = field(repr=False)
+    certificate_pem: str = ""
+
+    def on(self, client_id: str, tenant: str) -> AppCredentials:
+        if self.certificate_pem:
+            return AppCredentials(
+                client_id, tenant, private_key=self.value, certificate_pem=self.certificate_pem
+            )
+        return AppCredentials(client_id, tenant, client_secret=self.value)
+
+
+def pending_create(*, credential: SubmittedCredential, **fields: object) -> PendingAuthorization:
+    """Keep submitted credentials (the secret or private key encrypted) until Entra ID has
+    proven them; drop expired and claimed-and-abandoned ones meanwhile."""
     PendingAuthorization.objects.filter(expires_at__lt=timezone.now()).delete()
-    pending = PendingAuthorization(**fields)
-    pending.client_secret_encrypted = crypto.encrypt(
-        client_secret, context=pending.secret_context()
+    pending = PendingAuthorization(certificate_pem=credential.certificate_pem, **fields)
+    pending.credential_encrypted = crypto.encrypt(
+        credential.value, context=pending.credential_context()
     )
     pending.save()
     return pending
@@ -38,7 +56,7 @@ def pending_flow_start(
     *,
     purpose: Purpose,
     tenant: str,
-    client_secret: Secret,
+    credential: SubmittedCredential,
     fresh_sign_in_as: str = "",
     **fields: object,
 ) -> str:
@@ -46,7 +64,7 @@ def pending_flow_start(
     Entra ID URL to send the browser to. The flow's context is the pending row's id, nothing
     more. If the flow cannot start (Entra ID unreachable), the row is dropped and the error
     raised."""
-    pending = pending_create(purpose=purpose, client_secret=client_secret, **fields)
+    pending = pending_create(purpose=purpose, credential=credential, **fields)
     try:
         return pending_flow_resume(
             request, pending=pending, tenant=tenant, fresh_sign_in_as=fresh_sign_in_as
@@ -121,15 +139,24 @@ def pending_claim(*, flow: StoredFlow) -> tuple[PendingAuthorization, AppCredent
             code="pending_in_progress",
         )
     try:
-        secret = crypto.decrypt(pending.client_secret_encrypted, context=pending.secret_context())
+        return pending, pending_credentials(pending, tenant=flow.tenant)
     except crypto.UndecryptableValue:
         raise Refused(
             "The request could not be completed. Please submit the form again.",
             code="undecryptable_pending",
         ) from None
-    return pending, AppCredentials(
-        client_id=pending.client_id, tenant=flow.tenant, client_secret=secret
-    )
+
+
+def pending_credentials(pending: PendingAuthorization, *, tenant: str) -> AppCredentials:
+    """The pending row's credentials on ``tenant`` (``crypto.UndecryptableValue`` if no key
+    opens them)."""
+    return pending_submitted(pending).on(pending.client_id, tenant)
+
+
+def pending_submitted(pending: PendingAuthorization) -> SubmittedCredential:
+    """The credential kept in a pending row (``crypto.UndecryptableValue`` if no key opens it)."""
+    value = crypto.decrypt(pending.credential_encrypted, context=pending.credential_context())
+    return SubmittedCredential(value, pending.certificate_pem)
 
 
 def pending_discard(pending: PendingAuthorization | None) -> None:
@@ -143,12 +170,11 @@ class PendingFlowHandler:
 
     def __init__(self) -> None:
         self.pending: PendingAuthorization | None = None
-        self.secret: Secret | None = None
+        self.proven: AppCredentials | None = None
 
     def credentials(self, request: HttpRequest, flow: StoredFlow) -> AppCredentials:
-        self.pending, credentials = pending_claim(flow=flow)
-        self.secret = credentials.client_secret
-        return credentials
+        self.pending, self.proven = pending_claim(flow=flow)
+        return self.proven
 
     def prove_dynamics_access(self, identity: ProvenIdentity) -> None:
         """WhoAmI on the pending org with the new token; ``Refused`` when Dynamics says no."""

@@ -11,11 +11,10 @@ import logging
 from dataclasses import dataclass
 
 from accounts.aadsts import Audience, explain
+from connections.pending import SubmittedCredential
 from lib.dynamics import DynamicsError, discover_tenant
 from lib.entra.errors import EntraError, EntraRejected
 from lib.entra.tokens import check_app_credentials
-from lib.entra.types import AppCredentials
-from lib.secret import Secret
 
 logger = logging.getLogger("dynamics_connect.connections")
 
@@ -24,6 +23,7 @@ _FIELD_OF_CODE = {
     7000215: "client_secret",
     7000218: "client_secret",
     7000222: "client_secret",
+    700027: "certificate",  # not uploaded to the app registration (yet), or not this app's
     700016: "client_id",
     500011: "org_url",
     500014: "org_url",
@@ -50,7 +50,7 @@ class CheckedSetup:
 
 
 def app_setup_check(
-    *, client_id: str, client_secret: Secret, org_url: str, account_tenant_id: str = ""
+    *, client_id: str, credential: SubmittedCredential, org_url: str, account_tenant_id: str = ""
 ) -> CheckedSetup:
     """The org's tenant, once the org answers as Dynamics 365 and Entra ID has not refused the
     credentials there; raises SetupProblem naming the field to fix. With
@@ -67,7 +67,7 @@ def app_setup_check(
             f"account ({account_tenant_id}). Enter an org of your own tenant.",
             code="org_of_another_tenant",
         )
-    credentials = AppCredentials(client_id, tenant_id, client_secret)
+    credentials = credential.on(client_id, tenant_id)
     try:
         check_app_credentials(credentials, scope=f"{org_url}/.default")
     except EntraError as error:

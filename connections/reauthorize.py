@@ -26,6 +26,7 @@ from connections.consent import admin_consent_offer, needs_admin_consent
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
     PendingFlowHandler,
+    SubmittedCredential,
     pending_discard,
     pending_explained,
     pending_flow_resume,
@@ -37,13 +38,12 @@ from lib import crypto
 from lib.entra.django import context_of
 from lib.entra.errors import EntraError
 from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow
-from lib.secret import Secret
 
 
 @dataclass(frozen=True)
 class ReauthorizationRequest:
     client_id: str
-    client_secret: Secret = field(repr=False)
+    credential: SubmittedCredential = field(repr=False)
     org_url: str
     secret_expires_on: date | None = None
 
@@ -68,7 +68,7 @@ def reauthorization_start(
     app = connection.account.entra_app
     app_setup_check(
         client_id=submitted.client_id,
-        client_secret=submitted.client_secret,
+        credential=submitted.credential,
         org_url=submitted.org_url,
         account_tenant_id=app.tenant_id,
     )
@@ -76,7 +76,7 @@ def reauthorization_start(
         request,
         purpose=Purpose.REAUTHORIZE,
         tenant=app.tenant_id,
-        client_secret=submitted.client_secret,
+        credential=submitted.credential,
         fresh_sign_in_as=connection.connected_as,
         connection=connection,
         requested_by=actor,
@@ -123,7 +123,7 @@ def _is_active_admin(user: User, account_id: int) -> bool:
 def connection_reauthorize(
     *,
     pending: PendingAuthorization,
-    client_secret: Secret,
+    credentials: AppCredentials,
     identity: ProvenIdentity,
     actor: User,
 ) -> DynamicsConnection:
@@ -142,7 +142,7 @@ def connection_reauthorize(
                 code="changed_meanwhile",
             )
         app.client_id = pending.client_id
-        app.store_secret(client_secret, expires_on=pending.secret_expires_on)
+        app.store_credentials(credentials, expires_on=pending.secret_expires_on)
         app.version += 1
         app.save()
         connection.org_url = pending.org_url
@@ -209,7 +209,7 @@ class ReauthorizeHandler(PendingFlowHandler):
             self.prove_dynamics_access(identity)
             connection = connection_reauthorize(
                 pending=self.pending,
-                client_secret=self.secret,
+                credentials=self.proven,
                 identity=identity,
                 actor=request.user,
             )

@@ -25,6 +25,7 @@ from connections.consent import admin_consent_offer, needs_admin_consent
 from connections.models import DynamicsConnection, PendingAuthorization
 from connections.pending import (
     PendingFlowHandler,
+    SubmittedCredential,
     pending_discard,
     pending_explained,
     pending_flow_resume,
@@ -35,8 +36,7 @@ from connections.preflight import app_setup_check
 from lib import crypto
 from lib.entra.django import context_of
 from lib.entra.errors import EntraError
-from lib.entra.types import ProvenIdentity, Purpose, StoredFlow
-from lib.secret import Secret
+from lib.entra.types import AppCredentials, ProvenIdentity, Purpose, StoredFlow
 
 logger = logging.getLogger("dynamics_connect.connections")
 
@@ -53,7 +53,7 @@ class SignupRequest:
     phone: str
     website: str
     client_id: str
-    client_secret: Secret = field(repr=False)
+    credential: SubmittedCredential = field(repr=False)
     org_url: str
 
 
@@ -68,13 +68,13 @@ def signup_start(request: HttpRequest, *, signup: SignupRequest) -> str:
     row is dropped and the error raised.
     """
     checked = app_setup_check(
-        client_id=signup.client_id, client_secret=signup.client_secret, org_url=signup.org_url
+        client_id=signup.client_id, credential=signup.credential, org_url=signup.org_url
     )
     return pending_flow_start(
         request,
         purpose=Purpose.SIGNUP,
         tenant=checked.tenant_id,
-        client_secret=signup.client_secret,
+        credential=signup.credential,
         company_name=signup.company_name,
         phone=signup.phone,
         website=signup.website,
@@ -91,7 +91,7 @@ class SignupResult:
 
 
 def account_create_from_signup(
-    *, pending: PendingAuthorization, client_secret: Secret, identity: ProvenIdentity
+    *, pending: PendingAuthorization, credentials: AppCredentials, identity: ProvenIdentity
 ) -> SignupResult:
     """Account, Entra app, connection and first admin from a proven signup, in ONE transaction."""
     other_accounts = list(
@@ -102,7 +102,7 @@ def account_create_from_signup(
             company_name=pending.company_name, phone=pending.phone, website=pending.website
         )
         app = EntraApp(account=account, client_id=pending.client_id, tenant_id=identity.tenant_id)
-        app.store_secret(client_secret, expires_on=pending.secret_expires_on)
+        app.store_credentials(credentials, expires_on=pending.secret_expires_on)
         app.save()
         connection = DynamicsConnection(
             account=account,
@@ -150,7 +150,7 @@ class SignupHandler(PendingFlowHandler):
         except Refused as refused:
             return self.failed(request, flow, refused)
         result = account_create_from_signup(
-            pending=self.pending, client_secret=self.secret, identity=identity
+            pending=self.pending, credentials=self.proven, identity=identity
         )
         start_session(request, result.user, result.account.account_id)
         request.session[SIGNUP_OTHER_ACCOUNTS_SESSION_KEY] = [

@@ -13,10 +13,12 @@ from accounts.access import current_membership
 from accounts.failures import describe
 from accounts.models import AuditEvent, Membership
 from accounts.services import entra_app_set_credential_expiry
+from connections import certificate_views
 from connections.consent import admin_consent_waiting
-from connections.forms import ReauthorizeForm, SecretExpiryForm, SignupForm
+from connections.forms import CERTIFICATE, ReauthorizeForm, SecretExpiryForm, SignupForm
 from connections.health import connection_test
 from connections.models import DynamicsConnection
+from connections.pending import SubmittedCredential
 from connections.preflight import SetupProblem
 from connections.reauthorize import (
     REAUTHORIZE_CONSENT_SESSION_KEY,
@@ -49,10 +51,13 @@ def signup(request: HttpRequest) -> HttpResponse:
     retry = {}
     if request.method == "POST":
         form = SignupForm(request.POST)
+        if form.is_valid() and form.cleaned_data["credential_kind"] == CERTIFICATE:
+            return certificate_views.signup_certificate_start(request, form.cleaned_data)
         if form.is_valid():
-            submitted = SignupRequest(
-                **{**form.cleaned_data, "client_secret": Secret(form.cleaned_data["client_secret"])}
-            )
+            fields = dict(form.cleaned_data)
+            del fields["credential_kind"]
+            secret = Secret(fields.pop("client_secret"))
+            submitted = SignupRequest(**fields, credential=SubmittedCredential(secret))
             try:
                 return redirect(signup_start(request, signup=submitted))
             except SetupProblem as problem:
@@ -129,6 +134,7 @@ def connections(request: HttpRequest) -> HttpResponse:
             "form": ReauthorizeForm(initial=_reauthorize_initial(connection)),
             "events": events,
             "secret_expiry": app.credential_expiry(),
+            "certificate": app.certificate(),
             "admin_consent": admin_consent_waiting(request, REAUTHORIZE_CONSENT_SESSION_KEY),
             "flow_minutes": int(flow_lifetime().total_seconds() // 60),
         },
@@ -161,10 +167,15 @@ def reauthorize(request: HttpRequest, connection_id: int) -> HttpResponse:
     error = None
     if request.method == "POST":
         form = ReauthorizeForm(request.POST)
-        if form.is_valid():
-            submitted = ReauthorizationRequest(
-                **{**form.cleaned_data, "client_secret": Secret(form.cleaned_data["client_secret"])}
+        if form.is_valid() and form.cleaned_data["credential_kind"] == CERTIFICATE:
+            return certificate_views.connection_certificate_start(
+                request, admin=admin, connection=connection, data=form.cleaned_data
             )
+        if form.is_valid():
+            fields = dict(form.cleaned_data)
+            del fields["credential_kind"]
+            secret = Secret(fields.pop("client_secret"))
+            submitted = ReauthorizationRequest(**fields, credential=SubmittedCredential(secret))
             try:
                 return redirect(
                     reauthorization_start(

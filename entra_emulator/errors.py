@@ -206,6 +206,27 @@ CATALOGUE: dict[int, Code] = {
         "using certificate credentials for added security: https://aka.ms/certCreds.",
     ),
     9002313: Code("invalid_grant", "Invalid request. Request is malformed or invalid."),
+    700021: Code(
+        "invalid_client",
+        "Client assertion application identifier doesn't match 'client_id' parameter. Review "
+        "the documentation at https://aka.ms/certCreds.",
+    ),
+    700023: Code(
+        "invalid_client",
+        "Invalid audience '{audience}' in the client assertion. Expected the token endpoint "
+        "'{expected}'.",
+    ),
+    700024: Code(
+        "invalid_client",
+        "Client assertion is not within its valid time range. Review the documentation at "
+        "https://aka.ms/certCreds.",
+    ),
+    700027: Code(
+        "invalid_client",
+        "The certificate with identifier used to sign the client assertion is not registered "
+        "on application '{client_id}', or the assertion's signature is not valid. [Reason - "
+        "The key was not found.] Review the documentation at https://aka.ms/certCreds.",
+    ),
     50059: Code(
         "invalid_request",
         "No tenant-identifying information found in either the request or implied by any "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import pages
+from .assertions import JWT_BEARER, authenticate_assertion
 from .errors import CATALOGUE, AadstsError, entra_timestamp, error_body
 from .seed import DYNAMICS_PERMISSION, App, Directory, Tenant, User, normalize_origin, origin_of
 from .state import EmulatorState, Fault
@@ -235,7 +236,14 @@ def _token(emu: EmulatorState, req: Request) -> Response:
     tenant = emu.directory.resolve_tenant(segment)
     basic = req.basic_credentials()
     app = find_client(emu.directory, req.client_id, tenant, segment)
-    _authenticate(app, params.get("client_secret") or (basic[1] if basic else ""))
+    if params.get("client_assertion_type") == JWT_BEARER:
+        authenticate_assertion(
+            app,
+            params.get("client_assertion", ""),
+            token_endpoint=f"{emu.origin}/{segment}/oauth2/v2.0/token",
+        )
+    else:
+        _authenticate(app, params.get("client_secret") or (basic[1] if basic else ""))
     grant_type = params.get("grant_type")
     if grant_type == "authorization_code":
         grant = _redeem_code(emu, req, app, tenant)

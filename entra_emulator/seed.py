@@ -7,11 +7,14 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from .errors import AadstsError
 
@@ -136,6 +139,17 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class UploadedCertificate:
+    """A public certificate uploaded to an app registration, by the thumbprints that name it."""
+
+    sha1: bytes
+    sha256: bytes
+    public_key: Any = field(repr=False, compare=False)
+    not_before: datetime = field(compare=False)
+    not_after: datetime = field(compare=False)
+
+
+@dataclass(frozen=True)
 class App:
     client_id: str
     tenant_id: str
@@ -147,6 +161,8 @@ class App:
     assigned_users: tuple[str, ...]
     api_permissions: tuple[str, ...]
     access_token_lifetime: int
+    # Uploaded under Certificates & secrets > Certificates: what client assertions name.
+    certificates: tuple[UploadedCertificate, ...] = ()
 
     @property
     def multi_tenant(self) -> bool:
@@ -265,6 +281,7 @@ class Directory:
                 "assigned_users",
                 "api_permissions",
                 "access_token_lifetime",
+                "certificates",
             },
         )
         audience = obj.text("sign_in_audience", "AzureADMyOrg")
@@ -293,6 +310,10 @@ class Directory:
             assigned_users=self._user_refs(obj, "assigned_users"),
             api_permissions=tuple(obj.texts("api_permissions")),
             access_token_lifetime=lifetime,
+            certificates=tuple(
+                _certificate(c, f"{where}.certificates[{j}]")
+                for j, c in enumerate(obj.items("certificates"))
+            ),
         )
 
     def _org(self, raw: Any, where: str) -> DynamicsOrg:
@@ -347,6 +368,21 @@ def _tenant(raw: Any, where: str) -> Tenant:
         domain=obj.text("domain").lower(),
         users=tuple(users),
         users_can_consent=obj.flag("users_can_consent", True),
+    )
+
+
+def _certificate(raw: Any, where: str) -> UploadedCertificate:
+    obj = _Obj(raw, where, {"pem"})
+    try:
+        cert = x509.load_pem_x509_certificate(obj.text("pem").encode())
+    except ValueError:
+        raise SeedError(f"{where}.pem: not a PEM certificate") from None
+    return UploadedCertificate(
+        sha1=cert.fingerprint(hashes.SHA1()),  # noqa: S303  # nosec B303
+        sha256=cert.fingerprint(hashes.SHA256()),
+        public_key=cert.public_key(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
     )
 
 

@@ -88,6 +88,7 @@ ROUTES = (
         )
         for name, method, handler in (
             ("apps", "POST", testapi.apps),
+            ("certificates", "POST", testapi.certificates),
             ("seed", "POST", testapi.seed),
             ("faults", "POST", testapi.faults),
             ("config", "POST", testapi.config),

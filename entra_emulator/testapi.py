@@ -43,6 +43,31 @@ def apps(emu: EmulatorState, req: Request) -> Response:
     return json_response(201, {"client_id": app.get("client_id")})
 
 
+def certificates(emu: EmulatorState, req: Request) -> Response:
+    """Upload a public certificate to an app registration, as the customer does in the portal
+    (Certificates & secrets > Certificates > Upload): `{"client_id": ..., "pem": ...}`."""
+    body = _body(req)
+    client_id = str(body.get("client_id", "")).lower()
+    raw_app = next(
+        (
+            a
+            for a in emu.directory.raw.get("apps", [])
+            if str(a.get("client_id")).lower() == client_id
+        ),
+        None,
+    )
+    if raw_app is None:
+        raise BadRequest(f"no app with client_id {client_id!r}")
+    uploaded = {
+        **raw_app,
+        "certificates": [*raw_app.get("certificates", []), {"pem": body.get("pem")}],
+    }
+    emu.directory = emu.directory.merged({"apps": [uploaded]})
+    return json_response(
+        201, {"client_id": client_id, "certificates": len(uploaded["certificates"])}
+    )
+
+
 def seed(emu: EmulatorState, req: Request) -> Response:
     emu.directory = emu.directory.merged(_expanded(emu, req))
     directory = emu.directory

@@ -75,6 +75,10 @@ class RunningEmulator:
     def add_app(self, app: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", "apps", dict(app))
 
+    def upload_certificate(self, client_id: str, pem: str) -> dict[str, Any]:
+        """As the customer does under Certificates & secrets > Certificates > Upload."""
+        return self._call("POST", "certificates", {"client_id": client_id, "pem": pem})
+
     def seed(self, fragment: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", "seed", dict(fragment))
 

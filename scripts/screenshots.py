@@ -34,6 +34,7 @@ from tests.e2e.browser import (  # noqa: E402
     CHROMIUM_MISSING,
     VIEWPORT,
     answer_consent,
+    choose_client_secret,
     expect_emulator_sign_in_page,
     expect_welcome_page,
     fill_signup_form,
@@ -78,13 +79,14 @@ def journeys(new_page: Callable, shoot: Callable[..., None], demo: dict[str, str
     shoot("connections")
     page.get_by_role("button", name="Re-authorize Dynamics connection").click()
     dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
-    dialog.get_by_label("Client Secret").fill(WRONG_SECRET)
+    choose_client_secret(dialog)
+    dialog.get_by_label("Client Secret", exact=True).fill(WRONG_SECRET)
     shoot("modal")
     dialog.get_by_role("button", name="Submit").click()
     # Caught before Microsoft: the pre-flight's answer, next to the field.
     refused = page.get_by_text("Microsoft rejected the Client Secret")
     expect(refused).to_be_visible()
-    shoot("reauthorize-error", at=page.get_by_label("Client Secret"))
+    shoot("reauthorize-error", at=page.get_by_label("Client Secret", exact=True))
 
     # The error state: a signup whose secret Microsoft refuses, in a fresh browser.
     page = new_page()
@@ -95,7 +97,7 @@ def journeys(new_page: Callable, shoot: Callable[..., None], demo: dict[str, str
     submit_signup_form(page)
     refused = page.get_by_text("Microsoft rejected the Client Secret")
     expect(refused).to_be_visible()
-    shoot("signup-error", at=page.get_by_label("Client Secret"))
+    shoot("signup-error", at=page.get_by_label("Client Secret", exact=True))
 
 
 # --- Machinery --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def signup_form(demo: Demo, **overrides: str) -> dict[str, str]:
         "phone": "+1 (425) 555-0100",
         "website": "https://www.contoso.example",
         "client_id": demo.client_id,
+        "credential_kind": "secret",
         "client_secret": demo.client_secret,
         "org_url": demo.org_url,
         **overrides,
@@ -110,6 +111,7 @@ class Person:
         """Post the key icon's form; returns the response (a redirect to Entra ID, or the form)."""
         data = {
             "client_id": self.demo.client_id,
+            "credential_kind": "secret",
             "client_secret": self.demo.second_client_secret,
             "org_url": self.demo.org_url,
             **fields,

@@ -51,17 +51,29 @@ def registered_redirect_uris() -> list[str]:
 
 @dataclass(frozen=True)
 class AppCredentials:
-    """A confidential client: the app registration's id, its tenant and its client secret.
+    """A confidential client: the app registration's id, its tenant and its credential, a
+    client secret or a certificate's private key (with the public certificate, PEM).
 
-    The secret stays wrapped until the token request (``lib/entra/flows.py``,
-    ``lib/entra/tokens.py``) reveals it for MSAL.
+    The secret or key stays wrapped until the token request (``lib/entra/flows.py``,
+    ``lib/entra/tokens.py``) reveals it for MSAL. With a certificate MSAL 1.39 signs a client
+    assertion (RFC 7523) with PS256 and names the certificate by ``x5t#S256`` (and sends it in
+    ``x5c``); the assertion is reused for several minutes by the same application object.
     """
 
     client_id: str
     tenant: str
-    client_secret: Secret = field(repr=False)
+    client_secret: Secret | None = field(default=None, repr=False)
+    private_key: Secret | None = field(default=None, repr=False)
+    certificate_pem: str = ""
 
-    def msal_credential(self) -> str:
+    def msal_credential(self) -> str | dict[str, str]:
+        if self.private_key is not None:
+            return {
+                "private_key": self.private_key.reveal(),
+                "public_certificate": self.certificate_pem,
+            }
+        if self.client_secret is None:
+            raise ValueError("credentials without a secret or a private key")
         return self.client_secret.reveal()
 
 

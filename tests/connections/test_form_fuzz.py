@@ -49,6 +49,7 @@ def test_no_reauthorization_field_value_gives_a_500(admin, demo, no_rate_limit, 
     url = admin.reauthorize_url()
     good = {
         "client_id": demo.client_id,
+        "credential_kind": "secret",
         "client_secret": demo.second_client_secret,
         "org_url": demo.org_url,
     }

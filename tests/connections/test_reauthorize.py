@@ -365,6 +365,7 @@ def test_row_44_a_bad_value_is_explained_and_the_secret_is_not_echoed(admin, dem
         admin.reauthorize_url(),
         {
             "client_id": demo.client_id,
+            "credential_kind": "secret",
             "client_secret": "Typed~secret-value-0123456789",
             "org_url": "https://contoso.example.com",
         },

@@ -131,8 +131,16 @@ def test_the_signup_page_lists_the_two_redirect_urls_to_register(visitor, entra_
     [
         ("company_name", "", "This field is required."),
         ("client_id", "not-a-guid", "The Client Id is a GUID"),
-        ("client_secret", "", "This field is required."),
-        ("client_secret", "     ", "This field is required."),
+        (
+            "client_secret",
+            "",
+            "Enter the client secret&#x27;s Value, or choose Certificate instead.",
+        ),
+        (
+            "client_secret",
+            "     ",
+            "Enter the client secret&#x27;s Value, or choose Certificate instead.",
+        ),
         ("client_secret", "6f1c2e4a-8b9d-4c3e-a2f1-0d9e8c7b6a5f", "That is the secret&#x27;s ID"),
         ("org_url", "http://contoso.crm.dynamics.com", "must start with https://"),
         ("org_url", "https://contoso.example.com", "not a Dynamics 365 org URL"),
@@ -222,7 +230,7 @@ def test_the_pending_signup_holds_the_secret_encrypted_until_the_callback(emulat
     visitor.submit_signup()
 
     pending = PendingAuthorization.objects.get()
-    assert demo.client_secret not in pending.client_secret_encrypted
+    assert demo.client_secret not in pending.credential_encrypted
     assert pending.expires_at - timezone.now() <= timedelta(minutes=15)
 
 

@@ -60,8 +60,14 @@ def fill_signup_form(
     page.get_by_label("Phone Number").fill(COMPANY["Phone Number"])
     page.get_by_label("Website").fill(COMPANY_WEBSITE)
     page.get_by_label("Client Id").fill(client_id)
-    page.get_by_label("Client Secret").fill(client_secret)
+    choose_client_secret(page)
+    page.get_by_label("Client Secret", exact=True).fill(client_secret)
     page.get_by_label("Application Id URL").fill(org_url)
+
+
+def choose_client_secret(page) -> None:
+    """Pick "Client secret" over the preselected "Certificate (recommended)"."""
+    page.get_by_label("Client secret", exact=True).check()
 
 
 def submit_signup_form(page: Page) -> None:

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from accounts.models import Account, AuditEvent, EntraApp
-from tests.e2e.browser import pick_account_at_emulator, run_axe
+from tests.e2e.browser import choose_client_secret, pick_account_at_emulator, run_axe
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,8 @@ def reauthorize_in_modal(page: Page, *, client_secret: str, email: str) -> None:
     dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
     expect(dialog).to_be_visible()
     run_axe(page)
-    dialog.get_by_label("Client Secret").fill(client_secret)
+    choose_client_secret(dialog)
+    dialog.get_by_label("Client Secret", exact=True).fill(client_secret)
     dialog.get_by_role("button", name="Submit").click()
     # Changing the connection asks which account, with the connected one first.
     run_axe(page)
@@ -49,10 +50,11 @@ def test_an_admin_reauthorizes_after_a_wrong_secret_without_losing_the_connectio
     key_icon = page.get_by_role("button", name=KEY_ICON)
     key_icon.click()
     dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
-    dialog.get_by_label("Client Secret").fill("Wrong~secret-value-0123456789abcd")
+    choose_client_secret(dialog)
+    dialog.get_by_label("Client Secret", exact=True).fill("Wrong~secret-value-0123456789abcd")
     dialog.get_by_role("button", name="Submit").click()
 
-    secret = page.get_by_label("Client Secret")
+    secret = page.get_by_label("Client Secret", exact=True)
     expect(secret).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_text("Microsoft rejected the Client Secret")).to_be_visible()
     run_axe(page)
@@ -120,6 +122,6 @@ def test_without_javascript_the_key_icon_is_a_link_to_the_same_form(
         expect(page.get_by_label("Application Id URI")).to_have_value(
             re.compile(re.escape(Account.objects.get().dynamics_connection.org_url))
         )
-        expect(page.get_by_label("Client Secret")).to_have_value("")
+        expect(page.get_by_label("Client Secret", exact=True)).to_have_value("")
     finally:
         context.close()

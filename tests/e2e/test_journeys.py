@@ -86,7 +86,7 @@ def test_cancelling_at_microsoft_creates_nothing_and_says_so(page, demo):
     expect(alert.get_by_role("heading", name="Signup cancelled")).to_be_visible()
     expect(alert).to_contain_text("so no account was created")
     expect(page.get_by_label("Company Name")).to_have_value(COMPANY["Company Name"])
-    expect(page.get_by_label("Client Secret")).to_have_value("")
+    expect(page.get_by_label("Client Secret", exact=True)).to_have_value("")
     run_axe(page)
     assert not Account.objects.exists()
     assert not DynamicsConnection.objects.exists()

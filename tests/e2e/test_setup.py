@@ -3,6 +3,8 @@ signup that waits for an Entra ID admin's approval. Every page is checked by axe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
 
@@ -19,6 +21,17 @@ from tests.e2e.browser import (
 )
 
 pytestmark = pytest.mark.e2e
+
+
+def sign_in_and_consent(page, email: str) -> None:
+    """At the emulator: its sign-in page, then its consent page, each checked by axe."""
+    expect_emulator_sign_in_page(page)
+    run_axe(page)
+    sign_in_at_emulator(page, email)
+    expect_consent_page(page)
+    run_axe(page)
+    answer_consent(page)
+
 
 SINGLE_TENANT_APP = "5c4b3a29-1807-4f6e-9d5c-4b3a29180765"
 SECRET_ID = "0e9d8c7b-6a59-4483-9271-605f4e3d2c1b"
@@ -49,18 +62,13 @@ def test_a_single_tenant_app_signs_up_after_the_secret_id_was_pasted_first(page,
     )
     submit_signup_form(page)
 
-    secret = page.get_by_label("Client Secret")
+    secret = page.get_by_label("Client Secret", exact=True)
     expect(secret).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_text("That is the secret's ID, not its Value")).to_be_visible()
     run_axe(page)
     secret.fill(SECRET_VALUE)
     submit_signup_form(page)
-    expect_emulator_sign_in_page(page)
-    run_axe(page)
-    sign_in_at_emulator(page, demo.admin)
-    expect_consent_page(page)
-    run_axe(page)
-    answer_consent(page)
+    sign_in_and_consent(page, demo.admin)
 
     expect_welcome_page(page)
     run_axe(page)
@@ -94,3 +102,32 @@ def test_a_signup_waits_for_an_entra_id_admins_approval_and_then_completes(page,
     expect_welcome_page(page)  # the approval resumed the signup; no second consent page
     run_axe(page)
     assert Account.objects.count() == 1
+
+
+def test_a_customer_signs_up_with_a_certificate_and_no_secret(page, e2e_stack, demo):
+    page.goto("/Dynamics/Signup")
+    run_axe(page)
+    page.get_by_label("Company Name").fill("Contoso Ltd")
+    page.get_by_label("Phone Number").fill("+1 425 555 0100")
+    page.get_by_label("Website").fill("https://www.contoso.example")
+    page.get_by_label("Client Id").fill(demo.client_id)
+    expect(page.get_by_label("Certificate (recommended)")).to_be_checked()
+    page.get_by_label("Application Id URL").fill(demo.org_url)
+    submit_signup_form(page)
+
+    expect(
+        page.get_by_role("heading", name="Upload the certificate to your app registration")
+    ).to_be_visible()
+    run_axe(page)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download certificate (.cer)").click()
+    pem = Path(download.value.path()).read_text()
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" not in pem
+    e2e_stack.emulator.upload_certificate(demo.client_id, pem)  # as in the Azure portal
+    page.get_by_role("button", name="Continue").click()
+    sign_in_and_consent(page, demo.admin)
+
+    expect_welcome_page(page)
+    run_axe(page)
+    assert EntraApp.objects.get().credential_kind == EntraApp.CredentialKind.CERTIFICATE

@@ -860,3 +860,108 @@ def test_the_admin_consent_endpoint_grants_for_the_whole_tenant(emu):
 
     _, callback = log_in(emu, app, staff, org=org)  # and no consent page for staff now
     assert "code" in callback, callback
+
+
+# --- Certificate credentials: client assertions (RFC 7523) ---------------------------------------
+
+
+def uploaded_certificate(emu):
+    from lib.certificates import generate
+
+    private_key, certificate = generate("Dynamics Connect test", valid_days=30)
+    emu.upload_certificate(CLIENT_ID, certificate.pem)
+    return private_key, certificate
+
+
+def certificate_app(emu, private_key, certificate, *, tenant=None):
+    session = requests.Session()
+    session.request = functools.partial(session.request, verify=emu.ca_path, timeout=10)
+    return msal.ConfidentialClientApplication(
+        CLIENT_ID,
+        client_credential={
+            "private_key": private_key.reveal(),
+            "public_certificate": certificate.pem,
+        },
+        authority=f"{emu.url}/{tenant or CONTOSO['id']}",
+        instance_discovery=False,
+        http_client=session,
+        http_cache={},
+    )
+
+
+def test_msal_authenticates_with_an_uploaded_certificate(emu):
+    private_key, certificate = uploaded_certificate(emu)
+    app = certificate_app(emu, private_key, certificate)
+
+    first = app.acquire_token_for_client([f"{emu.url}/.default"])
+    app.remove_tokens_for_client()  # so the next call asks again, with the same assertion
+    second = app.acquire_token_for_client([f"{emu.url}/.default"])
+
+    assert "access_token" in first, first
+    assert "access_token" in second, second  # MSAL reused its assertion: Entra accepts that
+
+
+def test_msal_with_a_certificate_not_uploaded_gets_700027(emu):
+    from lib.certificates import generate
+
+    private_key, certificate = generate("never uploaded", valid_days=30)
+
+    result = certificate_app(emu, private_key, certificate).acquire_token_for_client(
+        [f"{emu.url}/.default"]
+    )
+
+    assert result.get("error_codes") == [700027], result
+
+
+def assertion(private_key, certificate, **overrides):
+    now = int(time.time())
+    claims = {"iss": CLIENT_ID, "sub": CLIENT_ID, "exp": now + 600, "nbf": now, "jti": "j1"}
+    headers = {"x5t#S256": certificate.x5t_s256}
+    headers.update(overrides.pop("headers", {}))
+    claims.update(overrides)
+    return jwt.encode(
+        {k: v for k, v in claims.items() if v is not None},
+        private_key.reveal(),
+        algorithm="PS256",
+        headers=headers,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"headers": {"x5t#S256": "AAAA"}}, 700027),
+        ("other-key", 700027),
+        ({"aud": "https://elsewhere.example/token"}, 700023),
+        ({"iss": OTHER_CLIENT_ID, "sub": OTHER_CLIENT_ID}, 700021),
+        ({"exp": int(time.time()) - 3600}, 700024),
+        ({"nbf": int(time.time()) + 3600}, 700024),
+    ],
+    ids=["unknown-certificate", "bad-signature", "wrong-audience", "other-app", "expired", "early"],
+)
+def test_hostile_client_assertions_are_refused_as_entra_does(emu, change, code):
+    from lib.certificates import generate
+
+    private_key, certificate = uploaded_certificate(emu)
+    token_endpoint = f"{emu.url}/{CONTOSO['id']}/oauth2/v2.0/token"
+    if change == "other-key":
+        other_key, _ = generate("an impostor", valid_days=30)
+        value = assertion(other_key, certificate, aud=token_endpoint)
+    else:
+        value = assertion(private_key, certificate, **{"aud": token_endpoint, **change})
+
+    response = requests.post(
+        token_endpoint,
+        data={
+            "client_id": CLIENT_ID,
+            "grant_type": "client_credentials",
+            "scope": f"{emu.url}/.default",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": value,
+        },
+        verify=emu.ca_path,
+        timeout=10,
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error_codes"] == [code]

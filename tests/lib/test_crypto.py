@@ -134,4 +134,4 @@ def test_no_model_shows_a_secret_or_its_ciphertext_in_repr(admin, demo):
             assert demo.client_secret not in shown
             assert demo.second_client_secret not in shown
             assert app.credential_encrypted not in shown
-            assert pending.client_secret_encrypted not in shown
+            assert pending.credential_encrypted not in shown

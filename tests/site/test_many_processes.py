@@ -133,6 +133,7 @@ def test_every_flow_started_on_one_instance_completes_on_the_other(instances):
         "phone": "+1 425 555 0100",
         "website": "https://www.contoso.example",
         "client_id": demo.client_id,
+        "credential_kind": "secret",
         "client_secret": demo.client_secret,
         "org_url": demo.org_url,
     }
@@ -158,6 +159,7 @@ def test_every_flow_started_on_one_instance_completes_on_the_other(instances):
     form = {
         "csrfmiddlewaretoken": csrf_token(browser, f"{a}{reauthorize}"),
         "client_id": demo.client_id,
+        "credential_kind": "secret",
         "client_secret": demo.second_client_secret,
         "org_url": demo.org_url,
     }

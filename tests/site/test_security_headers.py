@@ -63,6 +63,7 @@ def test_row_45_a_crash_during_reauthorization_shows_no_secret_either(
         f"/settings/connections/{connection_id}/reauthorize",
         {
             "client_id": demo.client_id,
+            "credential_kind": "secret",
             "client_secret": demo.second_client_secret,
             "org_url": demo.org_url,
         },

@@ -55,7 +55,9 @@ class Command(BaseCommand):
         for batch in _batches(PendingAuthorization.objects.all()):
             for pending in batch:
                 # Pending credentials live minutes: drop those no key opens.
-                self._rotate(pending, "client_secret_encrypted", pending.secret_context(), _discard)
+                self._rotate(
+                    pending, "credential_encrypted", pending.credential_context(), _discard
+                )
         self.stdout.write(
             f"Re-encrypted {self.counts['rotated']} value(s); {self.counts['current']} already "
             f"used the newest key; {self.counts['undecryptable']} could not be decrypted."
