@@ -188,7 +188,9 @@ def index(directory: Directory, *, origin: str, browser_origin: str) -> str:
     apps = "".join(
         f"<tr><td>{e(a.name)}</td><td><code>{e(a.client_id)}</code></td>"
         f"<td>{e(a.sign_in_audience)}</td>"
-        f"<td>{'<br>'.join(e(u) for u in a.redirect_uris)}</td></tr>"
+        f"<td>{'<br>'.join(e(u) for u in a.redirect_uris)}</td>"
+        f'<td><a href="/apps/{e(a.client_id)}/certificates">{len(a.certificates)} '
+        "(upload)</a></td></tr>"
         for a in directory.apps.values()
     )
     orgs = "".join(
@@ -205,8 +207,30 @@ def index(directory: Directory, *, origin: str, browser_origin: str) -> str:
         f"Browser pages: <code>{e(browser_origin)}</code></p>\n"
         f"<h2>Tenants and users</h2>\n{tenants}"
         "<h2>App registrations</h2>\n<table><thead><tr><th>Name</th><th>Client id</th>"
-        f"<th>Audience</th><th>Redirect URIs</th></tr></thead><tbody>{apps}</tbody></table>\n"
+        "<th>Audience</th><th>Redirect URIs</th><th>Certificates</th></tr></thead>"
+        f"<tbody>{apps}</tbody></table>\n"
         "<h2>Dynamics 365 organizations</h2>\n<table><thead><tr><th>Name</th><th>URL</th>"
         f"<th>Tenant</th></tr></thead><tbody>{orgs}</tbody></table>",
         wide=True,
+    )
+
+
+def certificates(*, app: App, message: str | None) -> str:
+    """The portal's Certificates & secrets > Certificates, for one app registration."""
+    listed = "".join(
+        f"<li><code>{e(c.sha1.hex().upper())}</code>, valid until "
+        f"{e(c.not_after.strftime('%Y-%m-%d'))}</li>\n"
+        for c in app.certificates
+    )
+    note = f'<p class="error" role="alert">{e(message)}</p>\n' if message else ""
+    return _page(
+        "Certificates",
+        f'<h1>Certificates</h1>\n<p class="sub">{e(app.name)} (<code>{e(app.client_id)}</code>)'
+        "</p>\n"
+        f"<ul>\n{listed or '<li>No certificates uploaded yet.</li>'}</ul>\n{note}"
+        '<form method="post">\n<label for="pem">Upload certificate: paste the .cer file '
+        "(PEM, <code>-----BEGIN CERTIFICATE-----</code>...)</label>\n"
+        '<textarea id="pem" name="pem" rows="8" required></textarea>\n'
+        '<div class="buttons"><button type="submit" class="primary">Add</button></div>\n'
+        '</form>\n<p class="small"><a href="/">Back to the index</a></p>',
     )

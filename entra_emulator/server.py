@@ -28,13 +28,28 @@ from .dynamics import service_root, whoami
 from .errors import correlation_id_from
 from .oauth import discovery, error_info, jwks, logout, token
 from .pki import ensure_pki
-from .seed import load_seed
+from .seed import SeedError, load_seed
 from .state import EmulatorState
 from .tokens import Signer
 from .web import Request, Response, html_response, json_response
 
 MAX_BODY = 1024 * 1024
 Handler = Callable[[EmulatorState, Request], Response]
+
+
+def app_certificates(emu: EmulatorState, req: Request) -> Response:
+    """The portal's Upload certificate, for a person trying the product with `make run`."""
+    app = emu.directory.apps.get(req.route["client_id"].lower())
+    if app is None:
+        return html_response(404, pages.error_code(0, "not_found", "No such app."))
+    message = None
+    if req.method == "POST":
+        try:
+            testapi.upload_certificate(emu, app.client_id, req.params.get("pem", ""))
+            app = emu.directory.apps[app.client_id]
+        except (testapi.BadRequest, SeedError):
+            message = "That is not a PEM certificate: paste the whole .cer file."
+    return html_response(200, pages.certificates(app=app, message=message))
 
 
 def index(emu: EmulatorState, req: Request) -> Response:
@@ -77,6 +92,13 @@ ROUTES = (
     _route("whoami", r"/api/data/v9\.2/WhoAmI(?:\(\))?", ("GET",), whoami),
     _route("webapi", r"/api/data/v9\.2/?", ("GET",), service_root),
     _route("index", "/", ("GET",), index, browser=True),
+    _route(
+        "certificates",
+        r"/apps/(?P<client_id>[0-9a-fA-F-]{36})/certificates",
+        ("GET", "POST"),
+        app_certificates,
+        browser=True,
+    ),
     _route("error_info", "/error", ("GET",), error_info, browser=True),
     *(
         _route(

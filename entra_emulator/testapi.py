@@ -48,24 +48,19 @@ def certificates(emu: EmulatorState, req: Request) -> Response:
     (Certificates & secrets > Certificates > Upload): `{"client_id": ..., "pem": ...}`."""
     body = _body(req)
     client_id = str(body.get("client_id", "")).lower()
-    raw_app = next(
-        (
-            a
-            for a in emu.directory.raw.get("apps", [])
-            if str(a.get("client_id")).lower() == client_id
-        ),
-        None,
-    )
+    count = upload_certificate(emu, client_id, str(body.get("pem", "")))
+    return json_response(201, {"client_id": client_id, "certificates": count})
+
+
+def upload_certificate(emu: EmulatorState, client_id: str, pem: str) -> int:
+    """Add a certificate to an app registration; how many it has now (SeedError if not PEM)."""
+    apps = emu.directory.raw.get("apps", [])
+    raw_app = next((a for a in apps if str(a.get("client_id")).lower() == client_id), None)
     if raw_app is None:
         raise BadRequest(f"no app with client_id {client_id!r}")
-    uploaded = {
-        **raw_app,
-        "certificates": [*raw_app.get("certificates", []), {"pem": body.get("pem")}],
-    }
-    emu.directory = emu.directory.merged({"apps": [uploaded]})
-    return json_response(
-        201, {"client_id": client_id, "certificates": len(uploaded["certificates"])}
-    )
+    listed = [*raw_app.get("certificates", []), {"pem": pem}]
+    emu.directory = emu.directory.merged({"apps": [{**raw_app, "certificates": listed}]})
+    return len(listed)
 
 
 def seed(emu: EmulatorState, req: Request) -> Response:

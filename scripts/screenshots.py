@@ -77,6 +77,12 @@ def journeys(new_page: Callable, shoot: Callable[..., None], demo: dict[str, str
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     expect(page.get_by_role("heading", name="Connections", exact=True)).to_be_visible()
     shoot("connections")
+    page.get_by_role("button", name="Add a new certificate").click()
+    expect(
+        page.get_by_role("heading", name="Upload the certificate to your app registration")
+    ).to_be_visible()
+    shoot("certificate")
+    page.get_by_role("link", name="Back").click()
     page.get_by_role("button", name="Re-authorize Dynamics connection").click()
     dialog = page.get_by_role("dialog", name="Re-authorize Dynamics")
     choose_client_secret(dialog)

@@ -210,3 +210,18 @@ def test_a_pending_certificate_that_expired_is_not_offered(emulator, demo, visit
 
     assert visitor.client.get(CERTIFICATE_PAGE)["Location"] == SIGNUP_URL
     assert visitor.client.get(f"{CERTIFICATE_PAGE}.cer").status_code == 404
+
+
+def test_the_key_icons_form_can_choose_a_certificate(admin, emulator, demo):
+    before = authorize_requests(emulator)
+
+    response = admin.submit_reauthorization(credential_kind="certificate", client_secret="")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/settings/connections/{admin.connection.pk}/certificate"
+    pending = PendingAuthorization.objects.get()
+    assert pending.certificate_pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert pending.connection_id == admin.connection.pk
+    page = admin.client.get(response["Location"]).content.decode()
+    assert "Switch to this certificate" in page
+    assert authorize_requests(emulator) == before  # nobody is sent to Microsoft before upload

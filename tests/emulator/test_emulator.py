@@ -965,3 +965,20 @@ def test_hostile_client_assertions_are_refused_as_entra_does(emu, change, code):
 
     assert response.status_code == 401
     assert response.json()["error_codes"] == [code]
+
+
+def test_a_person_uploads_a_certificate_on_the_portal_page(emu):
+    from lib.certificates import generate
+
+    private_key, certificate = generate("uploaded by a person", valid_days=30)
+    page_url = f"{emu.browser_url}/apps/{CLIENT_ID}/certificates"
+
+    refused = requests.post(page_url, data={"pem": "not a certificate"}, timeout=10)
+    uploaded = requests.post(page_url, data={"pem": certificate.pem}, timeout=10)
+
+    assert "not a PEM certificate" in refused.text
+    assert certificate.sha1_thumbprint in uploaded.text
+    result = certificate_app(emu, private_key, certificate).acquire_token_for_client(
+        [f"{emu.url}/.default"]
+    )
+    assert "access_token" in result, result
