@@ -58,6 +58,14 @@ if DYNAMICS_EXTRA_ALLOWED_ORIGINS and not DEBUG:
 # (0 turns the limit off); TRUSTED_PROXY_COUNT proxies in front set X-Forwarded-For.
 AUTH_RATE_LIMIT_PER_MINUTE = int(env_float("AUTH_RATE_LIMIT_PER_MINUTE", 20, maximum=100000))
 TRUSTED_PROXY_COUNT = int(env_float("TRUSTED_PROXY_COUNT", 0, maximum=10))
+# The tables a connection check reads one row of: the connected user must be able to read them.
+DYNAMICS_REQUIRED_TABLES = env_list("DYNAMICS_REQUIRED_TABLES") or [
+    "leads",
+    "contacts",
+    "accounts",
+    "opportunities",
+    "campaigns",
+]
 # How long a certificate the product generates for an app registration is valid.
 CERTIFICATE_VALID_MONTHS = int(env_float("CERTIFICATE_VALID_MONTHS", 12, minimum=1, maximum=24))
 

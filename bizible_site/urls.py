@@ -81,6 +81,11 @@ urlpatterns = [
         name="secret_expiry",
     ),
     path(
+        "settings/connections/<int:connection_id>/disconnect",
+        connection_views.disconnect,
+        name="disconnect",
+    ),
+    path(
         "settings/connections/<int:connection_id>/test",
         connection_views.test_connection,
         name="test_connection",

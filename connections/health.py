@@ -8,8 +8,11 @@ re-authentication, with the words an admin needs to fix it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -33,14 +36,19 @@ def connection_record_health(
     code: str = "",
     message: str = "",
     verified: bool = False,
+    retry_after: int | None = None,
 ) -> None:
     """Record what a check found, on the version that was checked (a re-authorization
-    committed meanwhile is left alone); a change to Needs re-authentication is audited."""
+    committed meanwhile is left alone); a change to Needs re-authentication is audited.
+    ``retry_after`` (Dynamics throttling) holds the next check back until then."""
     was = connection.status
     fields = {
         "status": status,
         "last_error_code": fit(DynamicsConnection, "last_error_code", code),
         "last_error_message": fit(DynamicsConnection, "last_error_message", message),
+        "retry_after_until": (
+            timezone.now() + timedelta(seconds=retry_after) if retry_after else None
+        ),
     }
     if verified:
         fields["last_verified_at"] = timezone.now()
@@ -85,12 +93,14 @@ def _mark_needs_reauthorization(sender, *, app: EntraApp, error: EntraError, **k
 
 
 class ConnectionUnusable(Exception):
-    """The connection cannot reach Dynamics now; its health has been recorded."""
+    """The connection cannot reach Dynamics now; its health has been recorded. ``busy``:
+    Dynamics is throttling, nothing is broken."""
 
-    def __init__(self, message: str, *, code: str) -> None:
+    def __init__(self, message: str, *, code: str, busy: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.busy = busy
 
 
 def connection_access_token(*, connection: DynamicsConnection) -> tuple[Secret, DynamicsConnection]:
@@ -108,6 +118,8 @@ def connection_access_token(*, connection: DynamicsConnection) -> tuple[Secret, 
             .select_related("account__entra_app")
             .get(pk=connection.pk)
         )
+        if locked.status == Status.DISCONNECTED:
+            raise ConnectionUnusable(DISCONNECTED_WORDS, code="disconnected")
         app = locked.account.entra_app
         try:
             token = acquire_token_silently(
@@ -143,6 +155,7 @@ class CheckResult:
     ok: bool
     detail: str
     code: str = ""
+    busy: bool = False
 
 
 def connection_check(*, connection: DynamicsConnection) -> CheckResult:
@@ -151,29 +164,106 @@ def connection_check(*, connection: DynamicsConnection) -> CheckResult:
     try:
         checked = _who_am_i(connection, retry=True)
     except ConnectionUnusable as unusable:
-        result = CheckResult(connection, False, unusable.message, unusable.code)
+        result = CheckResult(connection, False, unusable.message, unusable.code, unusable.busy)
     else:
-        result = CheckResult(connection, True, f"WhoAmI answered for {checked.connected_as}.")
+        detail = f"WhoAmI answered for {checked.connected_as}."
+        if checked.status == Status.WARNINGS:
+            detail = f"{detail} {checked.last_error_message}"
+        result = CheckResult(connection, True, detail)
     connection.refresh_from_db()
     return result
 
 
 def _who_am_i(connection: DynamicsConnection, *, retry: bool) -> DynamicsConnection:
-    """WhoAmI with a newly refreshed token, health recorded either way. A token Dynamics
-    refuses gets one more refresh before the connection needs re-authentication."""
+    """WhoAmI with a newly refreshed token, then one row of each table the product reads;
+    health recorded either way. A token Dynamics refuses gets one more refresh before the
+    connection needs re-authentication; throttling is Busy until its Retry-After, never a
+    broken connection; a table the user may not read is a warning naming the fix."""
     token, checked = connection_access_token(connection=connection)
     try:
         dynamics.who_am_i(checked.org_url, token)
+        missing = _unreadable_tables(checked.org_url, token)
     except dynamics.DynamicsError as error:
         if error.token_rejected and retry:
             return _who_am_i(connection, retry=False)
-        code = f"dynamics_{error.code}"
-        broken = error.token_rejected or error.code == "not_a_member"
-        status = Status.NEEDS_REAUTH if broken else Status.ERROR
-        connection_record_health(checked, status, code=code, message=error.message)
-        raise ConnectionUnusable(error.message, code=code) from None
-    connection_record_health(checked, Status.CONNECTED, verified=True)
+        _record_dynamics_failure(checked, error)
+    if missing:
+        words = " ".join(problem.message for problem in missing)
+        codes = ",".join(problem.privilege for problem in missing)
+        connection_record_health(checked, Status.WARNINGS, code=codes, message=words, verified=True)
+    else:
+        connection_record_health(checked, Status.CONNECTED, verified=True)
     return checked
+
+
+def _unreadable_tables(org_url: str, token: Secret) -> list[dynamics.MissingPrivilege]:
+    missing = []
+    for table in settings.DYNAMICS_REQUIRED_TABLES:
+        try:
+            dynamics.read_one_row(org_url, token, table)
+        except dynamics.MissingPrivilege as problem:
+            missing.append(problem)
+    return missing
+
+
+def _record_dynamics_failure(connection: DynamicsConnection, error: dynamics.DynamicsError):
+    code = f"dynamics_{error.code}"
+    if error.retry_after:
+        connection_record_health(
+            connection, Status.BUSY, code=code, message=error.message, retry_after=error.retry_after
+        )
+        raise ConnectionUnusable(error.message, code=code, busy=True) from None
+    broken = error.token_rejected or error.code == "not_a_member"
+    status = Status.NEEDS_REAUTH if broken else Status.ERROR
+    connection_record_health(connection, status, code=code, message=error.message)
+    raise ConnectionUnusable(error.message, code=code) from None
+
+
+DISCONNECTED_WORDS = (
+    "The Dynamics connection is disconnected: its tokens were deleted. Use the key icon to "
+    "connect it again."
+)
+
+
+def connection_disconnect(*, connection: DynamicsConnection, actor: User) -> None:
+    """Delete the connection's tokens (no ciphertext of them is kept), say Disconnected and
+    audit it; checks and refreshes leave it alone from now on. The account's app registration
+    stays, so members still sign in."""
+    with transaction.atomic():
+        locked = DynamicsConnection.objects.select_for_update().get(pk=connection.pk)
+        locked.token_cache_encrypted = ""
+        locked.home_account_id = ""
+        locked.status = Status.DISCONNECTED
+        locked.last_error_code = "disconnected"
+        locked.last_error_message = DISCONNECTED_WORDS
+        locked.retry_after_until = None
+        locked.claims_challenge = ""
+        locked.version += 1
+        locked.save()
+        audit_record(
+            account=connection.account,
+            actor=actor,
+            action="disconnect",
+            outcome=AuditEvent.Outcome.SUCCESS,
+            detail=f"Dynamics {locked.org_url} disconnected; its tokens were deleted.",
+        )
+    connection.refresh_from_db()
+
+
+def connection_claim_for_check(connection: DynamicsConnection, *, minutes: int = 5) -> bool:
+    """Claim the connection for one check (``check_connections`` on many processes): a
+    lease only one process wins; an abandoned one lapses after ``minutes``."""
+    now = timezone.now()
+    free = Q(check_claimed_until__isnull=True) | Q(check_claimed_until__lt=now)
+    return bool(
+        DynamicsConnection.objects.filter(free, pk=connection.pk).update(
+            check_claimed_until=now + timedelta(minutes=minutes)
+        )
+    )
+
+
+def connection_release_check(connection: DynamicsConnection) -> None:
+    DynamicsConnection.objects.filter(pk=connection.pk).update(check_claimed_until=None)
 
 
 def connection_test(*, connection: DynamicsConnection, actor: User) -> CheckResult:

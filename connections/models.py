@@ -20,9 +20,12 @@ class DynamicsConnection(models.Model):
 
     class Status(models.TextChoices):
         CONNECTED = "connected", "Connected"
+        WARNINGS = "warnings", "Connected with warnings"
+        BUSY = "busy", "Busy"
         NEEDS_REAUTH = "needs_reauth", "Needs re-authentication"
         ERROR = "error", "Error"
         PENDING = "pending", "Pending"
+        DISCONNECTED = "disconnected", "Disconnected"
 
     account = models.OneToOneField(
         Account, on_delete=models.CASCADE, related_name="dynamics_connection"
@@ -35,6 +38,12 @@ class DynamicsConnection(models.Model):
     last_error_code = models.CharField(max_length=64, blank=True, default="")
     last_error_message = models.CharField(max_length=1000, blank=True, default="")
     last_verified_at = models.DateTimeField(null=True, blank=True)
+    # Dynamics throttled us (429, service protection): no check before this time.
+    retry_after_until = models.DateTimeField(null=True, blank=True)
+    # A check in progress (``check_connections`` on many processes): until when it is claimed.
+    check_claimed_until = models.DateTimeField(null=True, blank=True)
+    # A Conditional Access claims challenge to send with the next re-authorization.
+    claims_challenge = models.TextField(blank=True, default="")
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

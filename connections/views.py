@@ -16,7 +16,7 @@ from accounts.services import entra_app_set_credential_expiry
 from connections import certificate_views
 from connections.consent import admin_consent_waiting
 from connections.forms import CERTIFICATE, ReauthorizeForm, SecretExpiryForm, SignupForm
-from connections.health import connection_test
+from connections.health import connection_disconnect, connection_test
 from connections.models import DynamicsConnection
 from connections.pending import SubmittedCredential
 from connections.preflight import SetupProblem
@@ -220,6 +220,27 @@ def test_connection(request: HttpRequest, connection_id: int) -> HttpResponse:
     result = connection_test(connection=connection, actor=admin.user)
     if result.ok:
         messages.success(request, f"Connection test passed: {result.detail}")
+    elif result.busy:
+        messages.info(request, f"Dynamics is busy, not broken: {result.detail}")
     else:
         messages.error(request, f"Connection test failed: {result.detail}")
     return redirect("connections")
+
+
+@require_http_methods(["GET", "POST"])
+def disconnect(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Disconnect Dynamics: a confirm page (GET), then the disconnect itself (POST)."""
+    admin, connection = _admin_connection(request, connection_id)
+    if request.method == "POST":
+        connection_disconnect(connection=connection, actor=admin.user)
+        messages.success(
+            request,
+            "Dynamics was disconnected and its tokens deleted. Members can still sign in; use "
+            "the key icon to connect again.",
+        )
+        return redirect("connections")
+    return render(
+        request,
+        "connections/disconnect.html",
+        {"account": admin.account, "connection": connection},
+    )

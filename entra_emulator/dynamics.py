@@ -34,6 +34,62 @@ def service_root(emu: EmulatorState, req: Request) -> Response:
     )
 
 
+# Entity sets a connection check reads, with the entity and its privilege's name.
+TABLES = {
+    "leads": ("lead", "Lead", 4),
+    "contacts": ("contact", "Contact", 2),
+    "accounts": ("account", "Account", 1),
+    "opportunities": ("opportunity", "Opportunity", 3),
+    "campaigns": ("campaign", "Campaign", 4400),
+}
+
+
+def table_read(emu: EmulatorState, req: Request) -> Response:
+    """`GET /api/data/v9.2/{entity set}?$top=1`: one row, or 403 naming the missing privilege
+    for a member whose seed roles lack Read on that table (as Dataverse words it)."""
+    org, claims, refused = _authenticated(emu, req)
+    if refused is not None:
+        return refused
+    entity, label, otc = TABLES[req.route["entity_set"]]
+    user = emu.directory.user(claims.get("oid", ""))
+    if user is None or not user.is_one_of(org.members):
+        return json_response(
+            403,
+            {
+                "error": {
+                    "code": "0x80072560",
+                    "message": "The user is not a member of the organization.",
+                }
+            },
+            outcome="0x80072560",
+            headers=_ODATA_HEADERS,
+        )
+    if not org.may(user, f"prvRead{label}"):
+        return json_response(
+            403,
+            {
+                "error": {
+                    "code": "0x80042f09",
+                    "message": f"Principal user (Id={user.oid}, type=8, roleCount=1, "
+                    f"accessMode=0), is missing prvRead{label} privilege on OTC={otc} for "
+                    f"entity '{entity}'.",
+                }
+            },
+            outcome="0x80042f09",
+            headers=_ODATA_HEADERS,
+        )
+    row = {f"{entity}id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{org.url}#{entity}"))}
+    return json_response(
+        200,
+        {
+            "@odata.context": f"{org.url}/api/data/v9.2/$metadata#{req.route['entity_set']}",
+            "value": [row],
+        },
+        headers=_ODATA_HEADERS,
+        content_type="application/json; odata.metadata=minimal",
+    )
+
+
 def whoami(emu: EmulatorState, req: Request) -> Response:
     org, claims, refused = _authenticated(emu, req)
     if refused is not None:
@@ -65,7 +121,22 @@ def whoami(emu: EmulatorState, req: Request) -> Response:
 
 
 def _authenticated(emu: EmulatorState, req: Request):
-    """The org the Host names and the bearer token's claims, or the answer refusing them."""
+    """The org the Host names and the bearer token's claims, or the answer refusing them
+    (a `throttle` fault: 429 with Retry-After, as Dataverse's service protection answers)."""
+    if req.fault is not None and req.fault.action == "throttle":
+        throttled = json_response(
+            429,
+            {
+                "error": {
+                    "code": "0x80072322",
+                    "message": "Number of requests exceeded the limit of 6000 over time window "
+                    "of 300 seconds.",
+                }
+            },
+            outcome="throttled",
+            headers=[("Retry-After", str(req.fault.value))],
+        )
+        return None, None, throttled
     host = req.headers.get("Host", "")
     origin = normalize_origin(f"https://{host}")
     org = emu.directory.orgs.get(origin) if origin else None

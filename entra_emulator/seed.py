@@ -177,6 +177,14 @@ class DynamicsOrg:
     organization_id: str
     business_unit_id: str
     members: tuple[str, ...]
+    # A member listed here has only these privileges (e.g. "prvReadLead"); others have all.
+    roles: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def may(self, user: User, privilege: str) -> bool:
+        for reference, privileges in self.roles:
+            if user.is_one_of([reference]):
+                return privilege in privileges
+        return True
 
 
 class Directory:
@@ -327,6 +335,7 @@ class Directory:
                 "organization_id",
                 "business_unit_id",
                 "members",
+                "roles",
             },
         )
         url = normalize_origin(obj.text("url"))
@@ -341,7 +350,17 @@ class Directory:
             organization_id=obj.guid("organization_id"),
             business_unit_id=obj.guid("business_unit_id"),
             members=self._user_refs(obj, "members"),
+            roles=_roles(raw.get("roles", {}), f"{where}.roles"),
         )
+
+
+def _roles(raw: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`{"<upn or oid>": ["prvReadLead", ...]}`: what each listed member may do."""
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, list) and all(isinstance(p, str) for p in v) for v in raw.values()
+    ):
+        raise SeedError(f"{where}: expected an object of user -> list of privilege names")
+    return tuple((str(user), tuple(privileges)) for user, privileges in raw.items())
 
 
 def _tenant(raw: Any, where: str) -> Tenant:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from . import pages, testapi
 from .adminconsent import admin_consent
 from .authorize import authorize
-from .dynamics import service_root, whoami
+from .dynamics import service_root, table_read, whoami
 from .errors import correlation_id_from
 from .oauth import discovery, error_info, jwks, logout, token
 from .pki import ensure_pki
@@ -91,6 +91,12 @@ ROUTES = (
     _route("logout", rf"{_TENANT}/oauth2/v2\.0/logout", ("GET", "POST"), logout, browser=True),
     _route("whoami", r"/api/data/v9\.2/WhoAmI(?:\(\))?", ("GET",), whoami),
     _route("webapi", r"/api/data/v9\.2/?", ("GET",), service_root),
+    _route(
+        "tables",
+        r"/api/data/v9\.2/(?P<entity_set>leads|contacts|accounts|opportunities|campaigns)",
+        ("GET",),
+        table_read,
+    ),
     _route("index", "/", ("GET",), index, browser=True),
     _route(
         "certificates",

@@ -18,8 +18,9 @@ FAULT_ACTIONS: dict[str, frozenset[str]] = {
     "adminconsent": _BASIC_ACTIONS | {"aadsts"},
     "discovery": _BASIC_ACTIONS | {"aadsts"},
     "jwks": _BASIC_ACTIONS,
-    "whoami": _BASIC_ACTIONS | {"challenge"},
-    "webapi": _BASIC_ACTIONS | {"challenge"},
+    "whoami": _BASIC_ACTIONS | {"challenge", "throttle"},
+    "webapi": _BASIC_ACTIONS | {"challenge", "throttle"},
+    "tables": _BASIC_ACTIONS | {"throttle"},
 }
 _ALL_ACTIONS = (
     "aadsts",
@@ -30,6 +31,7 @@ _ALL_ACTIONS = (
     "access_token_claims",
     "response",
     "challenge",
+    "throttle",
 )
 
 
@@ -152,6 +154,7 @@ def parse_fault(body: dict[str, Any]) -> Fault:
         "claims": (isinstance(value, dict), "an object of claims"),
         "access_token_claims": (isinstance(value, dict), "an object of claims"),
         "response": (isinstance(value, dict), "an object of token-response fields"),
+        "throttle": (_is_int(value) and 1 <= value <= 3600, "the Retry-After, 1 to 3600 s"),
         "challenge": (
             value is None or isinstance(value, str),
             "the WWW-Authenticate header to send (a string), or null for none",

@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import Account, EntraApp
 from connections.models import PendingAuthorization
-from lib.dynamics import DynamicsError, _bearer_challenge, discover_tenant
+from lib.dynamics import DynamicsError, bearer_challenge, discover_tenant
 from tests.people import SIGNUP_URL, signup_form
 
 pytestmark = pytest.mark.django_db
@@ -234,7 +234,7 @@ def test_hostile_or_missing_challenges_are_refused_as_not_a_dynamics_org(
 )
 def test_the_challenge_is_read_quoted_or_not_in_any_order(header):
     tenant = "1bc0ba21-2a9c-4529-94eb-c52155e791b2"
-    params = _bearer_challenge(header.format(t=tenant))
+    params = bearer_challenge(header.format(t=tenant))
 
     assert params["authorization_uri"] == f"https://h/{tenant}/oauth2/authorize"
     assert params["resource_id"] == "https://o/"
@@ -245,13 +245,13 @@ def test_the_tenant_is_read_from_the_emulators_challenge(emulator, demo):
 
 
 def test_discovery_follows_no_redirect(emulator, demo, monkeypatch):
-    import lib.dynamics as dynamics
+    from lib.dynamics import challenge
 
     class Redirect:
         status_code = 302
         headers = {"Location": "https://login.microsoftonline.com/", "WWW-Authenticate": ""}
 
-    monkeypatch.setattr(dynamics, "_get", lambda *args, **kwargs: Redirect())
+    monkeypatch.setattr(challenge, "get", lambda *args, **kwargs: Redirect())
     with pytest.raises(DynamicsError) as raised:
         discover_tenant(demo.org_url)
     assert raised.value.code == "http_302"

@@ -45,6 +45,7 @@ def test_a_check_always_refreshes_so_that_passing_proves_the_whole_chain(connect
     assert [(e["endpoint"], e["grant_type"]) for e in new_requests] == [
         ("token", "refresh_token"),
         ("whoami", None),
+        *[("tables", None)] * 5,  # one row of each table the product reads
     ]
     connection.refresh_from_db()
     assert connection.token_cache_encrypted != cache_before

@@ -1,8 +1,9 @@
-"""connections/dynamics.py: which URLs count as Dynamics orgs, and who is never contacted."""
+"""lib/dynamics: which URLs count as Dynamics orgs, and who is never contacted."""
 
 import socket
 
 import pytest
+import requests
 
 from lib import dynamics
 from lib.secret import Secret
@@ -73,12 +74,12 @@ def test_row_55_an_org_host_resolving_to_a_private_address_is_never_contacted(
     settings.DYNAMICS_EXTRA_ALLOWED_ORIGINS = []
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     monkeypatch.setattr(
-        dynamics.socket,
+        socket,
         "getaddrinfo",
         lambda host, port, **kw: [(family, socket.SOCK_STREAM, 6, "", (address, port))],
     )
     sent = []
-    monkeypatch.setattr(dynamics.requests.Session, "send", lambda *a, **kw: sent.append(a))
+    monkeypatch.setattr(requests.Session, "send", lambda *a, **kw: sent.append(a))
 
     with pytest.raises(dynamics.DynamicsError) as raised:
         dynamics.who_am_i("https://contoso.crm.dynamics.com", Secret("token"))
@@ -120,7 +121,7 @@ def test_the_pinned_connection_checks_the_certificate_against_the_orgs_name(
     port = entra_emulator.url.rsplit(":", 1)[1]
     session = requests.Session()
     session.trust_env = False
-    session.mount("https://", dynamics._PinnedAdapter(name))
+    session.mount("https://", dynamics.PinnedAdapter(name))
     url = f"https://127.0.0.1:{port}/organizations/v2.0/.well-known/openid-configuration"
 
     if trusted:

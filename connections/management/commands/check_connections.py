@@ -1,17 +1,25 @@
 """`manage.py check_connections [--account ID] [--json]`: prove every connection works now.
 
-For each connection: a silent token (refreshed when needed) and a WhoAmI call; the status and
-last verified time are updated. Exits 1 if any connection is not Connected, so cron or a
-monitor can alert. Safe on many processes at once: each refresh holds the connection's row
-lock, and status updates touch only the health fields.
+For each connection: a forced token refresh, a WhoAmI call and a one-row read of each table the
+product needs; the status and last verified time are updated. Disconnected connections are left
+alone, and so is one Dynamics asked to wait (until its Retry-After). Exits 1 if any connection
+is broken (busy is not broken), so cron or a monitor can alert. Safe on many processes at once:
+each connection is claimed by one process (a lease), each refresh holds its row lock, and status
+updates touch only the health fields.
 """
 
 import json
 import logging
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from connections.health import CheckResult, connection_check
+from connections.health import (
+    CheckResult,
+    connection_check,
+    connection_claim_for_check,
+    connection_release_check,
+)
 from connections.models import DynamicsConnection
 
 logger = logging.getLogger("dynamics_connect.connections")
@@ -34,6 +42,10 @@ class Command(BaseCommand):
                 raise CommandError(f"No connection for account {account}.")
         rows = []
         for connection in connections.iterator(chunk_size=100):
+            skipped = self._not_due(connection)
+            if skipped is not None:
+                rows.append(skipped)
+                continue
             try:
                 result = connection_check(connection=connection)
             except Exception as error:  # one broken connection must not stop the others
@@ -47,12 +59,14 @@ class Command(BaseCommand):
                     f"Unexpected error ({type(error).__name__}); see the log.",
                     "unexpected_error",
                 )
+            finally:
+                connection_release_check(connection)
             rows.append(
                 {
                     "account": connection.account.account_id,
                     "org": connection.org_url,
                     "status": connection.get_status_display(),
-                    "ok": result.ok,
+                    "ok": result.ok or result.busy,  # throttling is not a broken connection
                     "code": result.code,
                     "detail": result.detail,
                 }
@@ -63,6 +77,22 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{failed} of {len(rows)} connection(s) not Connected.", returncode=1
             )
+
+    @staticmethod
+    def _not_due(connection) -> dict | None:
+        """The row of a connection this run leaves alone (disconnected; Dynamics asked to
+        wait; another process checks it now), or None to check it."""
+        row = {"account": connection.account.account_id, "org": connection.org_url, "code": ""}
+        status = connection.get_status_display()
+        if connection.status == DynamicsConnection.Status.DISCONNECTED:
+            return {**row, "status": status, "ok": True, "detail": "Disconnected: not checked."}
+        until = connection.retry_after_until
+        if until is not None and until > timezone.now():
+            detail = f"Dynamics asked to wait: next try after {until:%Y-%m-%d %H:%M:%S}."
+            return {**row, "status": status, "ok": True, "code": "throttled", "detail": detail}
+        if not connection_claim_for_check(connection):
+            return {**row, "status": status, "ok": True, "detail": "Checked by another process."}
+        return None
 
     @staticmethod
     def _table(rows: list[dict]) -> str:
