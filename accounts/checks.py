@@ -40,6 +40,16 @@ def check_entra_settings(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 id="accounts.E003",
             )
         )
+    if not settings.DEBUG and not settings.DEFAULT_FROM_EMAIL:
+        messages.append(
+            checks.Error(
+                "DEFAULT_FROM_EMAIL is not set while DEBUG is off.",
+                hint="Connection notices to admins need a sender address, e.g. "
+                "DEFAULT_FROM_EMAIL=dynamics-connect@yourcompany.example, and EMAIL_URL for the "
+                "SMTP server.",
+                id="accounts.E004",
+            )
+        )
     if settings.DEBUG and not settings.ENTRA_AUTHORITY_HOST.startswith(
         "https://login.microsoftonline.com"
     ):

@@ -176,6 +176,8 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     is_blocked = models.BooleanField(default=False)
+    # An admin's choice: the e-mails about the account's Dynamics connection (on by default).
+    connection_emails = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -17,10 +17,12 @@ _URL_META = {"QUERY_STRING", "REQUEST_URI", "RAW_URI"}
 class AlwaysSafeExceptionReporterFilter(SafeExceptionReporterFilter):
     """Active in DEBUG too: a developer's shared screen or pasted error page must not carry a
     customer's client secret. Also hides the settings that hold a server's password in a URL
-    (DATABASE_URL, CACHE_URL and the cache's LOCATION), which Django's own list misses."""
+    (DATABASE_URL, CACHE_URL, EMAIL_URL and the cache's LOCATION), which Django's own list
+    misses (EMAIL_HOST_PASSWORD it hides already)."""
 
     hidden_settings = re.compile(
-        SafeExceptionReporterFilter.hidden_settings.pattern + "|^(DATABASE|CACHE)_URL$|^LOCATION$",
+        SafeExceptionReporterFilter.hidden_settings.pattern
+        + "|^(DATABASE|CACHE|EMAIL)_URL$|^LOCATION$",
         flags=re.I,
     )
 

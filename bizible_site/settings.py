@@ -8,6 +8,7 @@ misconfiguration that needs more than a type check is reported by the system che
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 from bizible_site.env import (
@@ -58,6 +59,19 @@ if DYNAMICS_EXTRA_ALLOWED_ORIGINS and not DEBUG:
 # (0 turns the limit off); TRUSTED_PROXY_COUNT proxies in front set X-Forwarded-For.
 AUTH_RATE_LIMIT_PER_MINUTE = int(env_float("AUTH_RATE_LIMIT_PER_MINUTE", 20, maximum=100000))
 TRUSTED_PROXY_COUNT = int(env_float("TRUSTED_PROXY_COUNT", 0, maximum=10))
+# --- E-mail (connection notices to admins) -------------------------------------------------
+# EMAIL_URL: smtp://user:password@host:587/?tls=True (dj-email-url); without it the console in
+# development, and nothing can be sent in production (a system check says so).
+EMAIL_URL = env_str("EMAIL_URL")
+if EMAIL_URL:
+    vars().update(dj_email_url.parse(EMAIL_URL))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or (
+    "dynamics-connect@localhost" if DEBUG else ""
+)
+EMAIL_TIMEOUT = 10
+
 # The tables a connection check reads one row of: the connected user must be able to read them.
 DYNAMICS_REQUIRED_TABLES = env_list("DYNAMICS_REQUIRED_TABLES") or [
     "leads",

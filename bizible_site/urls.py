@@ -46,6 +46,11 @@ urlpatterns = [
     path("settings/members/<int:membership_id>", account_views.member_change, name="member_change"),
     path("settings/connections", connection_views.connections, name="connections"),
     path(
+        "settings/connections/emails",
+        connection_views.connection_emails,
+        name="connection_emails",
+    ),
+    path(
         "settings/connections/<int:connection_id>/reauthorize",
         connection_views.reauthorize,
         name="reauthorize",

@@ -231,7 +231,7 @@ def connection_disconnect(*, connection: DynamicsConnection, actor: User) -> Non
     stays, so members still sign in."""
     with transaction.atomic():
         locked = DynamicsConnection.objects.select_for_update().get(pk=connection.pk)
-        locked.token_cache_encrypted = ""
+        locked.token_cache_encrypted = ""  # the tokens are gone, not a password: # nosec B105
         locked.home_account_id = ""
         locked.status = Status.DISCONNECTED
         locked.last_error_code = "disconnected"

@@ -107,3 +107,22 @@ class PendingAuthorization(models.Model):
 
     def credential_context(self) -> str:
         return f"pending:{self.id}:{'private_key' if self.certificate_pem else 'client_secret'}"
+
+
+class ConnectionNotice(models.Model):
+    """An e-mail sent to a connection's admins, by the event it told of: each event once
+    (the unique key is the guard, also between processes), never once per check."""
+
+    connection = models.ForeignKey(
+        DynamicsConnection, on_delete=models.CASCADE, related_name="notices"
+    )
+    event = models.CharField(max_length=200)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "event"], name="notice_once_per_event")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.connection_id}"

@@ -135,6 +135,7 @@ def connections(request: HttpRequest) -> HttpResponse:
             "events": events,
             "secret_expiry": app.credential_expiry(),
             "certificate": app.certificate(),
+            "admin_membership": admin,
             "admin_consent": admin_consent_waiting(request, REAUTHORIZE_CONSENT_SESSION_KEY),
             "flow_minutes": int(flow_lifetime().total_seconds() // 60),
         },
@@ -224,6 +225,21 @@ def test_connection(request: HttpRequest, connection_id: int) -> HttpResponse:
         messages.info(request, f"Dynamics is busy, not broken: {result.detail}")
     else:
         messages.error(request, f"Connection test failed: {result.detail}")
+    return redirect("connections")
+
+
+@require_POST
+def connection_emails(request: HttpRequest) -> HttpResponse:
+    """An admin turns the connection e-mails on or off, for themselves only."""
+    admin = current_membership(request, admin=True)
+    wanted = request.POST.get("connection_emails") == "on"
+    Membership.objects.filter(pk=admin.pk).update(connection_emails=wanted)
+    messages.success(
+        request,
+        "You will get e-mails about this connection."
+        if wanted
+        else "You will no longer get e-mails about this connection.",
+    )
     return redirect("connections")
 
 

@@ -21,6 +21,8 @@ REQUIRED = {
     "PUBLIC_BASE_URL": "the https URL customers use (the redirect URIs are built from it)",
     "ALLOWED_HOSTS": "the host names the app answers to",
     "DATABASE_URL": "PostgreSQL, e.g. postgres://user:password@db:5432/dynamics",
+    "DEFAULT_FROM_EMAIL": "the sender of the connection notices to admins",
+    "EMAIL_URL": "the SMTP server for them, e.g. smtp://user:password@smtp.example:587/?tls=True",
 }
 
 

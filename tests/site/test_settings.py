@@ -21,6 +21,7 @@ def run_python(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess:
         "DJANGO_SECRET_KEY": "k" * 50,
         "FIELD_ENCRYPTION_KEYS": VALID_KEY,
         "VAR_DIR": str(tmp_path),
+        "DEFAULT_FROM_EMAIL": "dynamics-connect@connect.example.com",
     }
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -144,6 +145,33 @@ def test_the_wsgi_entry_point_refuses_to_start_without_encryption_keys(tmp_path)
     assert "connections.E001" in result.stderr
 
 
+def test_the_wsgi_entry_point_refuses_to_start_without_a_sender_for_the_notices(tmp_path):
+    result = run_python(tmp_path, "import bizible_site.wsgi", DEFAULT_FROM_EMAIL="")
+
+    assert result.returncode != 0
+    assert "accounts.E004" in result.stderr
+
+
+def test_email_url_configures_smtp_and_its_password_never_shows_in_error_reports(tmp_path):
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "from bizible_site.reporting import AlwaysSafeExceptionReporterFilter as F; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS); "
+        "safe = F().get_safe_settings(); "
+        "print(safe['EMAIL_URL'], safe['EMAIL_HOST_PASSWORD'])"
+    )
+    result = run_python(
+        tmp_path,
+        code,
+        DJANGO_SETTINGS_MODULE="bizible_site.settings",
+        DJANGO_DEBUG="true",
+        EMAIL_URL="smtp://notices:s3cr3t-pw@smtp.example.com:587/?tls=True",
+    )
+
+    assert "django.core.mail.backends.smtp.EmailBackend smtp.example.com 587 True" in result.stdout
+    assert "s3cr3t-pw" not in result.stdout, result.stdout
+
+
 def test_row_68_the_session_cookie_stays_lax_so_the_entra_callback_keeps_its_session(settings):
     assert settings.SESSION_COOKIE_SAMESITE == "Lax"
     assert settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
@@ -162,6 +190,8 @@ def test_row_65_production_settings_pass_the_deployment_checks_without_warnings(
         "PUBLIC_BASE_URL": "https://connect.example.com",
         "ALLOWED_HOSTS": "connect.example.com",
         "VAR_DIR": str(tmp_path),
+        "DEFAULT_FROM_EMAIL": "dynamics-connect@connect.example.com",
+        "EMAIL_URL": "smtp://notices:p4ss@smtp.connect.example.com:587/?tls=True",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -5,7 +5,8 @@ product needs; the status and last verified time are updated. Disconnected conne
 alone, and so is one Dynamics asked to wait (until its Retry-After). Exits 1 if any connection
 is broken (busy is not broken), so cron or a monitor can alert. Safe on many processes at once:
 each connection is claimed by one process (a lease), each refresh holds its row lock, and status
-updates touch only the health fields.
+updates touch only the health fields. What a check finds reaches the account's admins by
+e-mail, once per event (``connections/notices.py``).
 """
 
 import json
@@ -21,6 +22,7 @@ from connections.health import (
     connection_release_check,
 )
 from connections.models import DynamicsConnection
+from connections.notices import connection_notify
 
 logger = logging.getLogger("dynamics_connect.connections")
 
@@ -61,6 +63,13 @@ class Command(BaseCommand):
                 )
             finally:
                 connection_release_check(connection)
+            try:
+                connection_notify(connection=connection)
+            except Exception:  # a failed notice must not stop the other checks
+                logger.exception(
+                    "notice failed unexpectedly",
+                    extra={"event": "notice", "account": connection.account.account_id},
+                )
             rows.append(
                 {
                     "account": connection.account.account_id,
