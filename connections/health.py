@@ -37,6 +37,7 @@ def connection_record_health(
     message: str = "",
     verified: bool = False,
     retry_after: int | None = None,
+    claims: str | None = None,
 ) -> None:
     """Record what a check found, on the version that was checked (a re-authorization
     committed meanwhile is left alone); a change to Needs re-authentication is audited.
@@ -52,6 +53,8 @@ def connection_record_health(
     }
     if verified:
         fields["last_verified_at"] = timezone.now()
+    if claims is not None:
+        fields["claims_challenge"] = claims
     if connection.write_health(fields) and status == Status.NEEDS_REAUTH and was != status:
         audit_record(
             account=connection.account,
@@ -76,7 +79,13 @@ def connection_record_failure(
     re-authentication when they stopped working, else Error. Returns the words."""
     explanation = explain(error, Audience.ADMIN, client_id=client_id)
     status = Status.NEEDS_REAUTH if explanation.breaks_the_app_credentials else Status.ERROR
-    connection_record_health(connection, status, code=error.code, message=explanation.message)
+    connection_record_health(
+        connection,
+        status,
+        code=error.code,
+        message=explanation.message,
+        claims=error.claims or None,  # kept for the next re-authorization
+    )
     return explanation.message
 
 

@@ -58,6 +58,7 @@ def pending_flow_start(
     tenant: str,
     credential: SubmittedCredential,
     fresh_sign_in_as: str = "",
+    claims_challenge: str = "",
     **fields: object,
 ) -> str:
     """Keep submitted credentials pending and start the flow that proves them; returns the
@@ -67,7 +68,11 @@ def pending_flow_start(
     pending = pending_create(purpose=purpose, credential=credential, **fields)
     try:
         return pending_flow_resume(
-            request, pending=pending, tenant=tenant, fresh_sign_in_as=fresh_sign_in_as
+            request,
+            pending=pending,
+            tenant=tenant,
+            fresh_sign_in_as=fresh_sign_in_as,
+            claims_challenge=claims_challenge,
         )
     except EntraError:
         pending_discard(pending)
@@ -75,7 +80,12 @@ def pending_flow_start(
 
 
 def pending_flow_resume(
-    request: HttpRequest, *, pending: PendingAuthorization, tenant: str, fresh_sign_in_as: str = ""
+    request: HttpRequest,
+    *,
+    pending: PendingAuthorization,
+    tenant: str,
+    fresh_sign_in_as: str = "",
+    claims_challenge: str = "",
 ) -> str:
     """Start the flow that proves a pending row's credentials (again, after an admin's
     consent); the Entra ID URL to go to."""
@@ -87,6 +97,7 @@ def pending_flow_resume(
         scopes=(dynamics_scope(pending.org_url),),
         context={"pending": str(pending.pk)},
         fresh_sign_in_as=fresh_sign_in_as,
+        claims_challenge=claims_challenge,
     )
 
 

@@ -78,6 +78,7 @@ def reauthorization_start(
         tenant=app.tenant_id,
         credential=submitted.credential,
         fresh_sign_in_as=connection.connected_as,
+        claims_challenge=connection.claims_challenge,
         connection=connection,
         requested_by=actor,
         client_id=submitted.client_id,
@@ -153,6 +154,8 @@ def connection_reauthorize(
         connection.connected_as = identity.username
         connection.status = DynamicsConnection.Status.CONNECTED
         connection.last_error_code = connection.last_error_message = ""
+        connection.claims_challenge = ""
+        connection.retry_after_until = None
         connection.last_verified_at = app.credential_set_at
         connection.version += 1
         connection.save()

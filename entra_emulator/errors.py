@@ -253,8 +253,11 @@ class _Details(dict[str, str]):
 class AadstsError(Exception):
     """An Entra error: raised by the endpoints, rendered as JSON, a redirect or a page."""
 
-    def __init__(self, code: int, *, error: str | None = None, **details: str) -> None:
+    def __init__(
+        self, code: int, *, error: str | None = None, claims: str | None = None, **details: str
+    ) -> None:
         self.code = code
+        self.claims = claims  # a Conditional Access claims challenge, for the client to send
         self.entry = CATALOGUE.get(code, _UNKNOWN)
         self.message = self.entry.message.format_map(_Details(details))
         self._error = error
@@ -320,4 +323,6 @@ def error_body(
     }
     if err.suberror:
         body["suberror"] = err.suberror
+    if err.claims:
+        body["claims"] = err.claims
     return body

@@ -231,6 +231,11 @@ def token(emu: EmulatorState, req: Request) -> Response:
 def _token(emu: EmulatorState, req: Request) -> Response:
     if req.fault and req.fault.action == "aadsts":
         raise fault_error(req.fault, req)
+    if req.fault and req.fault.action == "claims_challenge":
+        # Conditional Access wants more (MFA, a compliant device): Entra's 50076 with claims.
+        raise AadstsError(
+            50076, error="interaction_required", claims=req.fault.value, resource="Dynamics 365"
+        )
     params = req.params
     segment = req.route["tenant"]
     tenant = emu.directory.resolve_tenant(segment)

@@ -13,7 +13,8 @@ from .web import Request, Response, json_response
 #: Which fault actions make sense where.
 _BASIC_ACTIONS = frozenset({"status", "delay", "body"})
 FAULT_ACTIONS: dict[str, frozenset[str]] = {
-    "token": _BASIC_ACTIONS | {"aadsts", "claims", "access_token_claims", "response"},
+    "token": _BASIC_ACTIONS
+    | {"aadsts", "claims", "access_token_claims", "response", "claims_challenge"},
     "authorize": _BASIC_ACTIONS | {"aadsts"},
     "adminconsent": _BASIC_ACTIONS | {"aadsts"},
     "discovery": _BASIC_ACTIONS | {"aadsts"},
@@ -32,6 +33,7 @@ _ALL_ACTIONS = (
     "response",
     "challenge",
     "throttle",
+    "claims_challenge",
 )
 
 
@@ -155,6 +157,7 @@ def parse_fault(body: dict[str, Any]) -> Fault:
         "access_token_claims": (isinstance(value, dict), "an object of claims"),
         "response": (isinstance(value, dict), "an object of token-response fields"),
         "throttle": (_is_int(value) and 1 <= value <= 3600, "the Retry-After, 1 to 3600 s"),
+        "claims_challenge": (isinstance(value, str) and value, "the claims JSON, as a string"),
         "challenge": (
             value is None or isinstance(value, str),
             "the WWW-Authenticate header to send (a string), or null for none",

@@ -40,3 +40,10 @@ class Demo:
             member=contoso["users"][1]["upn"],
             outsider=fabrikam["users"][0]["upn"],
         )
+
+
+def demo_org(demo: Demo, **changes: object) -> dict:
+    """The demo seed's Dynamics org as a seed fragment's entry, with ``changes`` (for
+    ``emulator.seed({"dynamics_orgs": [...]})``)."""
+    org = json.loads(DEMO_SEED.read_text())["dynamics_orgs"][0]
+    return {**org, "url": demo.org_url, **changes}

@@ -42,6 +42,7 @@ class EntraError(Exception):
         remedy: Remedy | None = None,
         aadsts: int | None = None,
         from_token_endpoint: bool = False,
+        claims: str = "",
     ) -> None:
         super().__init__(code)
         self.code = code
@@ -49,6 +50,8 @@ class EntraError(Exception):
         self.remedy = remedy or self.default_remedy
         self.aadsts = aadsts
         self.from_token_endpoint = from_token_endpoint
+        # A Conditional Access claims challenge: to send with the next authorization.
+        self.claims = claims
 
 
 class FlowExpired(EntraError):
@@ -126,10 +129,12 @@ def error_from_response(response: Mapping[str, Any], *, from_token_endpoint: boo
         return SignInCancelled(code="access_denied", correlation_id=correlation)
     if error in {"temporarily_unavailable", "server_error"}:
         return EntraUnavailable(code=error, correlation_id=correlation, aadsts=aadsts)
+    claims = response.get("claims")
     return EntraRejected(
         code=f"AADSTS{aadsts}" if aadsts else (error or "unknown_error"),
         correlation_id=correlation,
         remedy=_REMEDY_OF_OAUTH_ERROR.get(error, Remedy.START_AGAIN),
         aadsts=aadsts,
         from_token_endpoint=from_token_endpoint,
+        claims=claims if isinstance(claims, str) and len(claims) <= 4000 else "",
     )

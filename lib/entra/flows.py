@@ -202,6 +202,7 @@ def start(
     context: Mapping[str, Any] | None = None,
     next_url: str = "",
     fresh_sign_in_as: str = "",
+    claims_challenge: str = "",
 ) -> str:
     """Begin an auth-code flow and return the URL to send the browser to.
 
@@ -217,6 +218,8 @@ def start(
             "login_hint": fresh_sign_in_as,
             "max_age": FRESH_SIGN_IN_SECONDS,
         }
+    if claims_challenge:  # Conditional Access asked for more: satisfied in this one pass
+        options["claims_challenge"] = claims_challenge
     msal_app = authorize_application(client_id, tenant, identity_only=purpose.identity_only)
     flow = msal_app.initiate_auth_code_flow(
         list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only), **options

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from connections.health import connection_check
 from connections.models import DynamicsConnection
+from tests.demo import demo_org
 
 pytestmark = pytest.mark.django_db
 Status = DynamicsConnection.Status
@@ -86,15 +87,10 @@ def test_a_missing_privilege_is_named_per_table_with_the_fix(connection, emulato
     emulator.seed(
         {
             "dynamics_orgs": [
-                {
-                    "url": demo.org_url,
-                    "tenant": demo.tenant_id,
-                    "name": "Contoso CRM",
-                    "organization_id": "213ea322-7757-4968-982d-58c7f489b563",
-                    "business_unit_id": "2b0180ac-7789-4dd6-98d8-78b98a36b5f4",
-                    "members": [demo.admin, demo.member],
-                    "roles": {demo.admin: ["prvReadContact", "prvReadAccount", "prvReadCampaign"]},
-                }
+                demo_org(
+                    demo,
+                    roles={demo.admin: ["prvReadContact", "prvReadAccount", "prvReadCampaign"]},
+                )
             ]
         }
     )
@@ -144,3 +140,30 @@ def test_disconnect_deletes_the_tokens_is_audited_and_sign_in_still_works(
     connection.refresh_from_db()
     assert connection.status == Status.CONNECTED
     assert connection.token_cache_encrypted
+
+
+# --- Conditional Access claims challenges -------------------------------------------------------
+
+
+def test_a_claims_challenge_on_refresh_reaches_the_next_authorize_request(admin, emulator):
+    from urllib.parse import parse_qs, urlsplit
+
+    challenge = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}'
+    emulator.fault(endpoint="token", grant_type="refresh_token", claims_challenge=challenge)
+    connection = admin.connection
+
+    result = connection_check(connection=connection)
+
+    connection.refresh_from_db()
+    assert not result.ok
+    assert connection.status == Status.NEEDS_REAUTH
+    assert connection.claims_challenge == challenge
+    authorize_url = admin.start_reauthorization()
+    claims = parse_qs(urlsplit(authorize_url).query)["claims"][0]
+    assert json.loads(claims)["access_token"]["acrs"] == {"essential": True, "value": "c1"}
+
+    page = admin.follow(admin.at_microsoft(authorize_url))  # the admin satisfies the policy
+    assert page["Location"] == "/settings/connections"
+    connection.refresh_from_db()
+    assert connection.claims_challenge == ""
+    assert connection.status == Status.CONNECTED

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import EntraApp, Membership
 from connections.models import ConnectionNotice, DynamicsConnection
 from connections.notices import connection_notify
+from tests.demo import demo_org
 
 pytestmark = pytest.mark.django_db
 
@@ -147,15 +148,7 @@ def test_a_missing_privilege_is_e_mailed_once(admin, emulator, demo):
     emulator.seed(
         {
             "dynamics_orgs": [
-                {
-                    "url": demo.org_url,
-                    "tenant": demo.tenant_id,
-                    "name": "Contoso CRM",
-                    "organization_id": "213ea322-7757-4968-982d-58c7f489b563",
-                    "business_unit_id": "2b0180ac-7789-4dd6-98d8-78b98a36b5f4",
-                    "members": [demo.admin, demo.member],
-                    "roles": {demo.admin: ["prvReadContact", "prvReadAccount"]},
-                }
+                demo_org(demo, roles={demo.admin: ["prvReadContact", "prvReadAccount"]})
             ]
         }
     )
