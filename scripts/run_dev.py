@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,8 @@ def main() -> None:
             DEMO_SEED,
             VAR / "emulator",
             env={"PUBLIC_BASE_URL": public_base_url},
-            test_api=False,
+            # So that the README's tour can break, throttle or restrict the demo connection.
+            test_api=True,
             port=https_port,
             browser_port=browser_port,
             echo=True,
@@ -95,6 +97,20 @@ def main() -> None:
             serve(env, app_port, demo_values(emulator_url, public_base_url))
     except EmulatorError as problem:
         sys.exit(f"The Entra ID emulator did not start: {problem}")
+
+
+def check_now_and_then(env: dict[str, str], stop: threading.Event) -> None:
+    """Development's cron: `manage.py check_connections` every CHECK_INTERVAL seconds (default
+    60), so that a connection that breaks shows its e-mail in this console."""
+    interval = float(env.get("CHECK_INTERVAL", "60"))
+    while not stop.wait(interval):
+        subprocess.run(
+            [sys.executable, "manage.py", "check_connections", "--quiet"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.DEVNULL,  # the e-mails (console backend) go to stdout
+            check=False,
+        )
 
 
 def serve(env: dict[str, str], app_port: int, demo: list[tuple[str, str]]) -> None:
@@ -109,11 +125,14 @@ def serve(env: dict[str, str], app_port: int, demo: list[tuple[str, str]]) -> No
         flush=True,
     )
     app = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{app_port}"], cwd=ROOT, env=env)
+    stop = threading.Event()
+    threading.Thread(target=check_now_and_then, args=(env, stop), daemon=True).start()
     try:
         app.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         if app.poll() is None:
             app.send_signal(signal.SIGINT)
             try:

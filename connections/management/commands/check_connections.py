@@ -35,8 +35,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="Print JSON instead of a table."
         )
+        parser.add_argument(
+            "--quiet", action="store_true", help="Print nothing (the exit status still tells)."
+        )
 
-    def handle(self, *args, account=None, as_json=False, **options) -> None:
+    def handle(self, *args, account=None, as_json=False, quiet=False, **options) -> None:
         connections = DynamicsConnection.objects.select_related("account").order_by("pk")
         if account:
             connections = connections.filter(account__account_id=account)
@@ -80,7 +83,8 @@ class Command(BaseCommand):
                     "detail": result.detail,
                 }
             )
-        self.stdout.write(json.dumps(rows, indent=2) if as_json else self._table(rows))
+        if not quiet:
+            self.stdout.write(json.dumps(rows, indent=2) if as_json else self._table(rows))
         failed = sum(not row["ok"] for row in rows)
         if failed:
             raise CommandError(
