@@ -50,3 +50,26 @@
     });
   });
 })();
+
+// The Client Secret is asked for only while "Client secret" is the credential chosen (without
+// JavaScript both stay visible, and a certificate signup ignores the field).
+(function () {
+  "use strict";
+  document.querySelectorAll("form").forEach(function (form) {
+    var radios = form.querySelectorAll("input[name=credential_kind]");
+    var secret = form.querySelector("input[name=client_secret]");
+    if (!radios.length || !secret) return;
+    var parts = [
+      secret,
+      form.querySelector("label[for='" + secret.id + "']"),
+      document.getElementById(secret.id + "_helptext"),
+    ];
+    function update() {
+      var chosen = form.querySelector("input[name=credential_kind]:checked");
+      var certificate = chosen !== null && chosen.value === "certificate";
+      parts.forEach(function (element) { if (element) element.hidden = certificate; });
+    }
+    radios.forEach(function (radio) { radio.addEventListener("change", update); });
+    update();
+  });
+})();

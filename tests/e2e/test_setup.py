@@ -112,6 +112,11 @@ def test_a_customer_signs_up_with_a_certificate_and_no_secret(page, e2e_stack, d
     page.get_by_label("Website").fill("https://www.contoso.example")
     page.get_by_label("Client Id").fill(demo.client_id)
     expect(page.get_by_label("Certificate (recommended)")).to_be_checked()
+    expect(page.locator("#id_client_secret")).to_be_hidden()  # no secret with a certificate
+    page.get_by_label("Client secret", exact=True).check()
+    expect(page.get_by_label("Client Secret", exact=True)).to_be_visible()
+    page.get_by_label("Certificate (recommended)").check()
+    expect(page.locator("#id_client_secret")).to_be_hidden()
     page.get_by_label("Application Id URL").fill(demo.org_url)
     submit_signup_form(page)
 
