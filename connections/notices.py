@@ -56,6 +56,11 @@ def _due(connection: DynamicsConnection, app: EntraApp) -> list[tuple[str, str, 
     company, org = connection.account.company_name, connection.org_url
     sent = set(connection.notices.values_list("event", flat=True))
     episode = sum(event.startswith("recovered:") for event in sent)
+    # Missing privileges: told once per episode; a check that reads everything ends it.
+    privileges_episode = sum(event.startswith("privileges_ok:") for event in sent)
+    told_privileges = any(
+        e.endswith(f":{privileges_episode}") for e in sent if e.startswith("privileges:")
+    )
     due = []
     if connection.status == Status.NEEDS_REAUTH:
         due.append(
@@ -79,10 +84,12 @@ def _due(connection: DynamicsConnection, app: EntraApp) -> list[tuple[str, str, 
                 f"{connection.connected_as}. Nothing else to do.",
             )
         )
+    if connection.status == Status.CONNECTED and told_privileges:
+        due.append((f"privileges_ok:{privileges_episode}", "", ""))  # recorded, not e-mailed
     if connection.status == Status.WARNINGS:
         due.append(
             (
-                f"privileges:{connection.last_error_code}",
+                f"privileges:{connection.last_error_code}:{privileges_episode}",
                 f"{company}: Dynamics Connect cannot read everything it needs",
                 f"The connection of {company} to Dynamics 365 ({org}) works, but: "
                 f"{connection.last_error_message}\n\nWhat to do: give the connected user "
@@ -104,7 +111,7 @@ def _due(connection: DynamicsConnection, app: EntraApp) -> list[tuple[str, str, 
             when = "has expired" if expiry.expired else f"expires in {expiry.days_left} day(s)"
             due.append(
                 (
-                    f"expiry:{app.credential_set_at:%Y%m%dT%H%M%S}:{steps[0]}",
+                    f"expiry:{app.credential_set_at:%Y%m%dT%H%M%S}:{expiry.date:%Y%m%d}:{steps[0]}",
                     f"{company}: the app's {what} {when}",
                     f"The {what} of the app {app.client_id} that connects {company} to Dynamics "
                     f"365 ({org}) {when} ({expiry.date:%d %B %Y}). After that the connection "
@@ -127,7 +134,7 @@ def connection_notify(*, connection: DynamicsConnection) -> list[str]:
         try:
             with transaction.atomic():
                 ConnectionNotice.objects.create(connection=connection, event=event)
-                if recipients:
+                if recipients and subject:
                     message = (
                         f"[Dynamics Connect] {subject}",
                         body + _footer(connection),
@@ -142,6 +149,8 @@ def connection_notify(*, connection: DynamicsConnection) -> list[str]:
                 "connection notice not sent",
                 extra={"event": "notice", "outcome": "failure", "code": event.split(":")[0]},
             )
+            continue
+        if not subject:
             continue
         sent.append(event)
         logger.info(

@@ -407,7 +407,8 @@ def test_row_10_a_callback_with_both_a_code_and_an_error_signs_nobody_in(
 
     assert response.status_code == 400
     assert "_auth_user_id" not in someone.client.session
-    assert not [e for e in emulator.log()[log_before:] if e["endpoint"] == "token"]
+    since = emulator.log()[log_before:]
+    assert not [e for e in since if e["endpoint"] == "token"], since
 
 
 def test_row_66_the_callback_page_sends_no_referrer_at_all(person, account, demo, client):

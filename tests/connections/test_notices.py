@@ -159,3 +159,27 @@ def test_a_missing_privilege_is_e_mailed_once(admin, emulator, demo):
     assert len(mail.outbox) == 1
     assert "cannot read everything it needs" in mail.outbox[0].subject
     assert "cannot read Leads" in mail.outbox[0].body
+
+
+def test_a_missing_privilege_fixed_then_missing_again_is_told_again(admin, emulator, demo):
+    restricted = demo_org(demo, roles={demo.admin: ["prvReadContact"]})
+    emulator.seed({"dynamics_orgs": [restricted]})
+    check_all()
+    emulator.seed({"dynamics_orgs": [demo_org(demo, roles={})]})  # the role was given
+    check_all()
+    emulator.seed({"dynamics_orgs": [restricted]})  # and taken away again
+    check_all()
+
+    subjects = [m.subject for m in mail.outbox]
+    assert len(subjects) == 2
+    assert all("cannot read everything it needs" in subject for subject in subjects)
+
+
+def test_a_corrected_expiry_date_is_told_by_its_own_steps(admin):
+    connection = DynamicsConnection.objects.get()
+    EntraApp.objects.update(credential_expires_on=timezone.localdate() + timedelta(days=6))
+    connection_notify(connection=connection)
+    EntraApp.objects.update(credential_expires_on=timezone.localdate() + timedelta(days=5))
+
+    assert connection_notify(connection=connection)  # a new date: its 7-day notice again
+    assert len(mail.outbox) == 2
