@@ -149,6 +149,7 @@ def connection_certificate_start(request, *, admin, connection, data: dict) -> H
     return redirect("connection_certificate", connection_id=connection.pk)
 
 
+@rate_limited("reauthorize")
 @require_POST
 def connection_certificate_new(request: HttpRequest, connection_id: int) -> HttpResponse:
     """ "Add a new certificate": for the current app and org, while the current one works."""
@@ -163,6 +164,7 @@ def _waiting_for(request, connection) -> PendingAuthorization | None:
     return pending if pending is not None and pending.connection_id == connection.pk else None
 
 
+@rate_limited("reauthorize")
 @require_http_methods(["GET", "POST"])
 @never_cache
 def connection_certificate(request: HttpRequest, connection_id: int) -> HttpResponse:
