@@ -1,12 +1,18 @@
 """One log line per event, as `key=value` pairs (or JSON) that log search tools can index.
 
 Auth events are logged with `extra={"event": ..., "account": ..., "outcome": ...}`; every extra
-field is appended. Values are quoted when they contain spaces. Callers pass identifiers and
-AADSTS codes only, never secrets or tokens (tests assert that on captured records).
+field is appended, and `duration_ms` (since the request began) is added to each. Values are
+quoted when they contain spaces. Callers pass identifiers and AADSTS codes only, never secrets
+or tokens (tests assert that on captured records).
 """
 
 import json
 import logging
+import time
+from contextvars import ContextVar
+
+# When the request being served began (set by RequestTimingMiddleware), for durations.
+REQUEST_STARTED: ContextVar[float | None] = ContextVar("request_started", default=None)
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -32,6 +38,17 @@ def _describe(key: str, value: object) -> object:
     if key == "request" and hasattr(value, "path"):
         return f"{getattr(value, 'method', '')} {value.path}"
     return value
+
+
+class AuthEventDurationFilter(logging.Filter):
+    """Adds ``duration_ms`` (since the request began) to every event line logged while a
+    request is served: the sign-in, signup or re-authorization step it ends, timed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        started = REQUEST_STARTED.get()
+        if started is not None and hasattr(record, "event") and not hasattr(record, "duration_ms"):
+            record.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        return True
 
 
 class KeyValueFormatter(logging.Formatter):

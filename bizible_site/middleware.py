@@ -1,10 +1,13 @@
-"""Security headers Django does not set itself, and the session's idle timeout."""
+"""Security headers Django does not set itself, the session's idle timeout, and the request's
+start time for the auth events' durations."""
 
 import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from bizible_site.logging import REQUEST_STARTED
 
 # Everything from our own origin only: one stylesheet, one script, no inline code, no frames.
 # (form-action is left out: Chromium applies it to the redirect to Entra ID after a form post.)
@@ -17,6 +20,21 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+class RequestTimingMiddleware:
+    """Marks when the request began, so that each auth event's log line carries its
+    ``duration_ms`` (``bizible_site/logging.py``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = REQUEST_STARTED.set(time.perf_counter())
+        try:
+            return self.get_response(request)
+        finally:
+            REQUEST_STARTED.reset(token)
 
 
 class SecurityHeadersMiddleware:

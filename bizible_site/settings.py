@@ -100,6 +100,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bizible_site.middleware.RequestTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "bizible_site.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -234,7 +235,14 @@ LOGGING = {
         "keyvalue": {"()": "bizible_site.logging.KeyValueFormatter"},
         "json": {"()": "bizible_site.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {"duration": {"()": "bizible_site.logging.AuthEventDurationFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["duration"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # MSAL logs the authorization code at DEBUG: never let it below INFO.

@@ -103,3 +103,30 @@ def test_the_json_format_is_one_object_per_line_with_the_same_fields(hostile):
     fields = json.loads(line)
     assert fields["code"] == hostile and fields["outcome"] == "failure"
     assert fields["attempt"] == 2 and fields["level"] == "warning"
+
+
+def test_each_auth_event_of_a_sign_in_carries_its_duration(member, account, person, demo):
+    """The console handler's filter adds duration_ms (since the request began) to event lines."""
+    from bizible_site.logging import AuthEventDurationFilter
+
+    lines: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record)
+
+    handler = Keep()
+    handler.addFilter(AuthEventDurationFilter())
+    auth = logging.getLogger("dynamics_connect.auth")
+    auth.addHandler(handler)
+    try:
+        assert person(demo.member).sign_in(account).status_code == 302
+        logging.getLogger("dynamics_connect.auth").info("outside a request", extra={"event": "x"})
+    finally:
+        auth.removeHandler(handler)
+
+    signed_in = next(r for r in lines if getattr(r, "event", "") == "sign_in")
+    assert signed_in.outcome == "success"
+    assert 0 < signed_in.duration_ms < 10_000
+    assert "duration_ms=" in formatted([signed_in])
+    assert not hasattr(lines[-1], "duration_ms")  # no request, no duration
