@@ -150,6 +150,7 @@ def dispatch(emu: EmulatorState, req: Request) -> Response:
         return _finish(emu, req, route, response)
     req.route = match.groupdict()
     req.trace_id = str(uuid.uuid4())
+    generation = emu.generation
     req.correlation_id = correlation_id_from(req.headers.get("client-request-id"))
 
     with emu.lock:
@@ -157,6 +158,8 @@ def dispatch(emu: EmulatorState, req: Request) -> Response:
     if fault is not None and fault.action == "delay":
         time.sleep(fault.value)
     with emu.lock:
+        if emu.generation != generation:  # reset while this request waited: a stale one
+            return json_response(503, {"error": "temporarily_unavailable"}, outcome="stale")
         if fault is not None and fault.action == "status":
             response = Response(
                 fault.value,

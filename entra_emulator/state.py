@@ -101,7 +101,11 @@ class EmulatorState:
         self.reset()
 
     def reset(self) -> None:
-        """Back to the seed as loaded at start, with nobody signed in and nothing issued."""
+        """Back to the seed as loaded at start, with nobody signed in and nothing issued.
+
+        A request still in flight (a delayed one whose client gave up) belongs to the old
+        generation: it is neither logged nor answered into the new one."""
+        self.generation = getattr(self, "generation", 0) + 1
         self.directory = self.initial_directory
         self.codes: dict[str, AuthCode] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}

@@ -982,3 +982,17 @@ def test_a_person_uploads_a_certificate_on_the_portal_page(emu):
         [f"{emu.url}/.default"]
     )
     assert "access_token" in result, result
+
+
+def test_a_request_still_delayed_at_a_reset_is_not_logged_into_the_next_test(emu):
+    """A client that gave up on a delayed answer must not leave an entry in the fresh log."""
+    emu.fault(endpoint="whoami", delay=1.0)
+    with pytest.raises(requests.Timeout):
+        whoami_with_timeout = functools.partial(
+            requests.get, f"{emu.url}/api/data/v9.2/WhoAmI", verify=emu.ca_path
+        )
+        whoami_with_timeout(timeout=0.2)
+    emu.reset()
+    time.sleep(1.2)  # the delayed request wakes up now
+
+    assert emu.log() == []
