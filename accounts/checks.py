@@ -50,6 +50,15 @@ def check_entra_settings(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 id="accounts.E004",
             )
         )
+    if not settings.DEBUG and not settings.EMAIL_URL:
+        messages.append(
+            checks.Warning(
+                "EMAIL_URL is not set while DEBUG is off: connection notices to admins are "
+                "printed to the console instead of being sent.",
+                hint="Set EMAIL_URL=smtp://user:password@smtp.example:587/?tls=True.",
+                id="accounts.W001",
+            )
+        )
     if settings.DEBUG and not settings.ENTRA_AUTHORITY_HOST.startswith(
         "https://login.microsoftonline.com"
     ):

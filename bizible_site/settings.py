@@ -60,11 +60,11 @@ if DYNAMICS_EXTRA_ALLOWED_ORIGINS and not DEBUG:
 AUTH_RATE_LIMIT_PER_MINUTE = int(env_float("AUTH_RATE_LIMIT_PER_MINUTE", 20, maximum=100000))
 TRUSTED_PROXY_COUNT = int(env_float("TRUSTED_PROXY_COUNT", 0, maximum=10))
 # --- E-mail (connection notices to admins) -------------------------------------------------
-# EMAIL_URL: smtp://user:password@host:587/?tls=True (dj-email-url); without it the console in
-# development, and nothing can be sent in production (a system check says so).
+# EMAIL_URL: smtp://user:password@host:587/?tls=True (dj-email-url) sets the EMAIL_* settings;
+# without it the e-mails go to the console (development; a system check warns in production).
 EMAIL_URL = env_str("EMAIL_URL")
 if EMAIL_URL:
-    vars().update(dj_email_url.parse(EMAIL_URL))
+    globals().update(dj_email_url.parse(EMAIL_URL))
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or (

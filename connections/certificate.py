@@ -22,6 +22,7 @@ from connections.pending import (
     SubmittedCredential,
     pending_create,
     pending_flow_resume,
+    pending_reopen,
     pending_submitted,
 )
 from connections.preflight import app_setup_check
@@ -83,18 +84,11 @@ def certificate_continue(request: HttpRequest, *, pending: PendingAuthorization)
     fix; ``certificate`` when Entra ID does not know it yet), then the authorization that
     proves it; the Entra ID URL to go to."""
     connection = pending.connection
-    checked = app_setup_check(
+    tenant_id = app_setup_check(
         client_id=pending.client_id,
         credential=pending_submitted(pending),
         org_url=pending.org_url,
         account_tenant_id=connection.account.entra_app.tenant_id if connection else "",
     )
-    PendingAuthorization.objects.filter(pk=pending.pk).update(
-        consumed_at=None, expires_at=timezone.now() + flow_lifetime()
-    )
-    return pending_flow_resume(
-        request,
-        pending=pending,
-        tenant=checked.tenant_id,
-        fresh_sign_in_as=connection.connected_as if connection else "",
-    )
+    pending_reopen(pending, for_=flow_lifetime())
+    return pending_flow_resume(request, pending=pending, tenant=tenant_id)

@@ -9,22 +9,21 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.aadsts import Audience
-from accounts.access import current_membership
 from accounts.failures import describe
-from accounts.models import EntraApp, Membership
+from accounts.models import EntraApp
+from connections.access import admin_connection
 from connections.certificate import (
     certificate_continue,
     certificate_for_connection,
     certificate_for_signup,
     certificate_of,
 )
-from connections.models import DynamicsConnection, PendingAuthorization
-from connections.pending import pending_of
+from connections.models import PendingAuthorization
+from connections.pending import pending_waiting
 from connections.preflight import SetupProblem
 from lib.entra.errors import EntraError
 from lib.entra.types import Purpose
@@ -37,15 +36,6 @@ NOT_UPLOADED = (
     "Certificates > Upload certificate in your app registration), wait a minute, then press "
     "the button again."
 )
-
-
-def _waiting(request: HttpRequest, key: str, purpose: Purpose) -> PendingAuthorization | None:
-    pending = (
-        pending_of({"pending": request.session.get(key)}) if request.session.get(key) else None
-    )
-    if pending is None or pending.purpose != purpose or pending.expires_at <= timezone.now():
-        return None
-    return pending
 
 
 def _download(pending: PendingAuthorization, fmt: str, name: str) -> HttpResponse:
@@ -85,6 +75,12 @@ def _continue_or_show(request, pending: PendingAuthorization, context: dict) -> 
 # --- Signup -----------------------------------------------------------------------------------
 
 
+def _signup_waiting(request: HttpRequest) -> PendingAuthorization | None:
+    return pending_waiting(
+        request.session.get(SIGNUP_CERTIFICATE_SESSION_KEY), purpose=Purpose.SIGNUP
+    )
+
+
 def signup_certificate_start(request: HttpRequest, data: dict) -> HttpResponse:
     """The signup form chose a certificate: make it, keep it pending, show how to upload it."""
     pending = certificate_for_signup(
@@ -103,7 +99,7 @@ def signup_certificate_start(request: HttpRequest, data: dict) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 def signup_certificate(request: HttpRequest) -> HttpResponse:
-    pending = _waiting(request, SIGNUP_CERTIFICATE_SESSION_KEY, Purpose.SIGNUP)
+    pending = _signup_waiting(request)
     if pending is None:
         return redirect("signup")
     context = {
@@ -118,24 +114,13 @@ def signup_certificate(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_cache
 def signup_certificate_download(request: HttpRequest) -> HttpResponse:
-    pending = _waiting(request, SIGNUP_CERTIFICATE_SESSION_KEY, Purpose.SIGNUP)
+    pending = _signup_waiting(request)
     if pending is None:
         raise Http404("No certificate is waiting for upload.")
     return _download(pending, request.GET.get("format", "pem"), "dynamics-connect")
 
 
 # --- An existing connection: a new certificate, then Switch ---------------------------------
-
-
-def _admin_and_connection(request: HttpRequest, connection_id: int):
-    admin: Membership = current_membership(request, admin=True)
-    try:
-        connection = DynamicsConnection.objects.select_related("account__entra_app").get(
-            pk=connection_id, account=admin.account
-        )
-    except DynamicsConnection.DoesNotExist:
-        raise Http404("No such connection.") from None
-    return admin, connection
 
 
 def connection_certificate_start(request, *, admin, connection, data: dict) -> HttpResponse:
@@ -153,22 +138,25 @@ def connection_certificate_start(request, *, admin, connection, data: dict) -> H
 @require_POST
 def connection_certificate_new(request: HttpRequest, connection_id: int) -> HttpResponse:
     """ "Add a new certificate": for the current app and org, while the current one works."""
-    admin, connection = _admin_and_connection(request, connection_id)
+    admin, connection = admin_connection(request, connection_id)
     app = connection.account.entra_app
     data = {"client_id": app.client_id, "org_url": connection.org_url}
     return connection_certificate_start(request, admin=admin, connection=connection, data=data)
 
 
 def _waiting_for(request, connection) -> PendingAuthorization | None:
-    pending = _waiting(request, CONNECTION_CERTIFICATE_SESSION_KEY, Purpose.REAUTHORIZE)
-    return pending if pending is not None and pending.connection_id == connection.pk else None
+    return pending_waiting(
+        request.session.get(CONNECTION_CERTIFICATE_SESSION_KEY),
+        purpose=Purpose.REAUTHORIZE,
+        connection=connection,
+    )
 
 
 @rate_limited("reauthorize")
 @require_http_methods(["GET", "POST"])
 @never_cache
 def connection_certificate(request: HttpRequest, connection_id: int) -> HttpResponse:
-    _, connection = _admin_and_connection(request, connection_id)
+    _, connection = admin_connection(request, connection_id)
     pending = _waiting_for(request, connection)
     if pending is None:
         return redirect("connections")
@@ -184,7 +172,7 @@ def connection_certificate(request: HttpRequest, connection_id: int) -> HttpResp
 @require_GET
 @never_cache
 def connection_certificate_download(request: HttpRequest, connection_id: int) -> HttpResponse:
-    _, connection = _admin_and_connection(request, connection_id)
+    _, connection = admin_connection(request, connection_id)
     pending = _waiting_for(request, connection)
     if pending is None:
         raise Http404("No certificate is waiting for upload.")
@@ -194,6 +182,6 @@ def connection_certificate_download(request: HttpRequest, connection_id: int) ->
 @require_POST
 def previous_credential_dismiss(request: HttpRequest, connection_id: int) -> HttpResponse:
     """The admin removed the replaced credential from the app registration: stop saying so."""
-    _, connection = _admin_and_connection(request, connection_id)
+    _, connection = admin_connection(request, connection_id)
     EntraApp.objects.filter(account=connection.account).update(previous_credential="")
     return redirect("connections")

@@ -15,12 +15,11 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 
 from accounts.aadsts import Audience
-from accounts.failures import render_failure
+from accounts.failures import Refused, render_failure
 from connections.models import PendingAuthorization
-from connections.pending import pending_flow_resume, pending_of
+from connections.pending import pending_flow_resume, pending_of, pending_reopen, pending_waiting
 from lib.dynamics import dynamics_scope
 from lib.entra import flows
 from lib.entra.errors import EntraError, SignInCancelled
@@ -42,9 +41,7 @@ def admin_consent_offer(
 ) -> dict[str, str]:
     """Keep ``pending`` for the consent flow's lifetime and start that flow: the link to
     copy or follow, and what to resume once an admin has approved."""
-    PendingAuthorization.objects.filter(pk=pending.pk).update(
-        consumed_at=None, expires_at=timezone.now() + flow_lifetime()
-    )
+    pending_reopen(pending, for_=flow_lifetime())
     url = flows.start_admin_consent(
         request,
         client_id=pending.client_id,
@@ -59,11 +56,29 @@ def admin_consent_waiting(request: HttpRequest, session_key: str) -> dict[str, s
     """The offer this session keeps under ``session_key`` while its pending row lives (an
     expired one is forgotten)."""
     offer = request.session.get(session_key)
-    pending = pending_of({"pending": offer.get("pending")}) if offer else None
-    if offer and (pending is None or pending.expires_at <= timezone.now()):
+    if offer and pending_waiting(offer.get("pending")) is None:
         del request.session[session_key]
         return None
-    return offer if pending else None
+    return offer
+
+
+_EXPIRED_WHILE_WAITING = {
+    Purpose.SIGNUP: "This signup expired while it waited for an admin's approval. Please "
+    "submit the form again.",
+    Purpose.REAUTHORIZE: "This re-authorization expired while it waited for an admin's "
+    "approval. Use the key icon to start it again.",
+}
+
+
+def admin_consent_continue(
+    request: HttpRequest, *, offer: dict, purpose: Purpose, connection: object | None = None
+) -> str:
+    """ "An admin has approved" (in their own browser): the authorization of what waited, as
+    the offer named it; raises Refused when it is gone."""
+    pending = pending_waiting(offer.get("pending"), purpose=purpose, connection=connection)
+    if pending is None:
+        raise Refused(_EXPIRED_WHILE_WAITING[purpose], code="pending_expired")
+    return pending_flow_resume(request, pending=pending, tenant=offer["tenant"])
 
 
 def _waiting_page(purpose: str) -> str:
@@ -74,22 +89,19 @@ class AdminConsentHandler:
     """The admin-consent flow's handler for ``/OAuth2``, one per answer."""
 
     def consented(self, request: HttpRequest, flow: StoredFlow) -> HttpResponse:
-        pending = pending_of(flow.context)
         if not flow.same_browser:
             # The admin's own browser: nothing of the asker's is resumed or shown here.
             return render(request, "connections/consent_recorded.html")
-        if pending is None or pending.expires_at <= timezone.now():
+        waiting = pending_waiting(flow.context.get("pending"))
+        if waiting is None:
+            pending = pending_of(flow.context)  # expired, or gone: back where it started
+            retry_url = _waiting_page(pending.purpose) if pending else reverse("signup")
             return render(
                 request,
                 "connections/consent_recorded.html",
-                {"expired": True, "retry_url": reverse("signup")},
+                {"expired": True, "retry_url": retry_url},
             )
-        fresh_as = pending.connection.connected_as if pending.connection else ""
-        return redirect(
-            pending_flow_resume(
-                request, pending=pending, tenant=flow.tenant, fresh_sign_in_as=fresh_as
-            )
-        )
+        return redirect(pending_flow_resume(request, pending=waiting, tenant=flow.tenant))
 
     def failed(
         self, request: HttpRequest, flow: StoredFlow | None, error: EntraError

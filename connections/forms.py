@@ -9,7 +9,9 @@ import uuid
 from django import forms
 from django.core.validators import URLValidator
 
+from connections.pending import SubmittedCredential
 from lib.dynamics import ORG_URL_HELP, InvalidOrgUrl, normalize_org_url
+from lib.secret import Secret
 
 _GUID = re.compile(
     r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$"
@@ -142,6 +144,15 @@ class _CredentialForm:
         if data.get("credential_kind") == CERTIFICATE:
             data.pop("client_secret", None)  # never kept, never used
         return data
+
+    def submitted_secret(self) -> tuple[dict, SubmittedCredential]:
+        """The cleaned values, and the client secret taken out of them, wrapped."""
+        fields = {
+            name: value
+            for name, value in self.cleaned_data.items()
+            if name not in ("credential_kind", "client_secret")
+        }
+        return fields, SubmittedCredential(Secret(self.cleaned_data["client_secret"]))
 
 
 class _Form(forms.Form):

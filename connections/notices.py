@@ -101,10 +101,11 @@ def _due(connection: DynamicsConnection, app: EntraApp) -> list[tuple[str, str, 
     if expiry is not None and connection.status != Status.DISCONNECTED:
         steps = [step for step in EXPIRY_STEPS if expiry.days_left <= step]
         if steps:
-            what = "certificate" if app.certificate() else "client secret"
+            certificate = app.credential_kind == EntraApp.CredentialKind.CERTIFICATE
+            what = "certificate" if certificate else "client secret"
             fix = (
                 "Add a new certificate, upload it to the app registration and switch to it"
-                if app.certificate()
+                if certificate
                 else "Create a new client secret in Certificates & secrets and re-authorize "
                 "with it (or switch to a certificate)"
             )

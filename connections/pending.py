@@ -1,12 +1,14 @@
 """Credentials waiting for Entra ID to prove them: stored encrypted, claimed once, then gone.
 
-The pending row is the only place a submitted client secret waits; it is decrypted here, once,
-by the callback that claims the row.
+The pending row is the only place a submitted client secret (or a generated certificate's
+private key) waits; it is decrypted here, by the pre-flight and by the callback that claims the
+row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -57,8 +59,6 @@ def pending_flow_start(
     purpose: Purpose,
     tenant: str,
     credential: SubmittedCredential,
-    fresh_sign_in_as: str = "",
-    claims_challenge: str = "",
     **fields: object,
 ) -> str:
     """Keep submitted credentials pending and start the flow that proves them; returns the
@@ -67,28 +67,18 @@ def pending_flow_start(
     raised."""
     pending = pending_create(purpose=purpose, credential=credential, **fields)
     try:
-        return pending_flow_resume(
-            request,
-            pending=pending,
-            tenant=tenant,
-            fresh_sign_in_as=fresh_sign_in_as,
-            claims_challenge=claims_challenge,
-        )
+        return pending_flow_resume(request, pending=pending, tenant=tenant)
     except EntraError:
         pending_discard(pending)
         raise
 
 
-def pending_flow_resume(
-    request: HttpRequest,
-    *,
-    pending: PendingAuthorization,
-    tenant: str,
-    fresh_sign_in_as: str = "",
-    claims_challenge: str = "",
-) -> str:
-    """Start the flow that proves a pending row's credentials (again, after an admin's
-    consent); the Entra ID URL to go to."""
+def pending_flow_resume(request: HttpRequest, *, pending: PendingAuthorization, tenant: str) -> str:
+    """Start the flow that proves a pending row's credentials (again, after an admin's consent
+    or a certificate's upload); the Entra ID URL to go to. A re-authorization asks Entra ID for
+    a fresh sign-in with the connection's current user first in the account picker, and sends
+    the Conditional Access claims its last refresh was challenged with."""
+    connection = pending.connection
     return flows.start(
         request,
         purpose=Purpose(pending.purpose),
@@ -96,8 +86,31 @@ def pending_flow_resume(
         tenant=tenant,
         scopes=(dynamics_scope(pending.org_url),),
         context={"pending": str(pending.pk)},
-        fresh_sign_in_as=fresh_sign_in_as,
-        claims_challenge=claims_challenge,
+        fresh_sign_in_as=connection.connected_as if connection else "",
+        claims_challenge=connection.claims_challenge if connection else "",
+    )
+
+
+def pending_waiting(
+    pk: str | None, *, purpose: Purpose | None = None, connection: object | None = None
+) -> PendingAuthorization | None:
+    """The pending row ``pk`` while it still waits: not expired, and of ``purpose`` and
+    ``connection`` when they are given; None otherwise."""
+    pending = pending_of({"pending": pk}) if pk else None
+    if pending is None or pending.expires_at <= timezone.now():
+        return None
+    if purpose is not None and pending.purpose != purpose:
+        return None
+    if connection is not None and pending.connection_id != connection.pk:
+        return None
+    return pending
+
+
+def pending_reopen(pending: PendingAuthorization, *, for_: timedelta) -> None:
+    """Let the row wait ``for_`` longer, and be claimed once more (a flow that failed claimed
+    it; the one that resumes it must claim it again)."""
+    PendingAuthorization.objects.filter(pk=pending.pk).update(
+        consumed_at=None, expires_at=timezone.now() + for_
     )
 
 
@@ -177,7 +190,7 @@ def pending_discard(pending: PendingAuthorization | None) -> None:
 
 class PendingFlowHandler:
     """What the signup and re-authorization handlers share: one per callback, it claims the
-    flow's pending row and keeps it, and the secret, for ``completed``."""
+    flow's pending row and keeps it, and the credentials it proves, for ``completed``."""
 
     def __init__(self) -> None:
         self.pending: PendingAuthorization | None = None

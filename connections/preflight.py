@@ -8,11 +8,10 @@ follows gives the definitive one), and the log says the pre-flight was inconclus
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from accounts.aadsts import Audience, explain
 from connections.pending import SubmittedCredential
-from lib.dynamics import DynamicsError, discover_tenant
+from lib.dynamics import DynamicsError, discover_tenant, dynamics_app_scope
 from lib.entra.errors import EntraError, EntraRejected
 from lib.entra.tokens import check_app_credentials
 
@@ -41,19 +40,11 @@ class SetupProblem(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
-class CheckedSetup:
-    """The org's tenant, and whether Entra ID accepted the credentials (False: not known)."""
-
-    tenant_id: str
-    credentials_proven: bool
-
-
 def app_setup_check(
     *, client_id: str, credential: SubmittedCredential, org_url: str, account_tenant_id: str = ""
-) -> CheckedSetup:
-    """The org's tenant, once the org answers as Dynamics 365 and Entra ID has not refused the
-    credentials there; raises SetupProblem naming the field to fix. With
+) -> str:
+    """The org's tenant id, once the org answers as Dynamics 365 and Entra ID has not refused
+    the credentials there; raises SetupProblem naming the field to fix. With
     ``account_tenant_id`` (a re-authorization), an org of another tenant is refused: a
     connection cannot move its account's members to another tenant."""
     try:
@@ -69,7 +60,7 @@ def app_setup_check(
         )
     credentials = credential.on(client_id, tenant_id)
     try:
-        check_app_credentials(credentials, scope=f"{org_url}/.default")
+        check_app_credentials(credentials, scope=dynamics_app_scope(org_url))
     except EntraError as error:
         field = _FIELD_OF_CODE.get(error.aadsts or 0) if isinstance(error, EntraRejected) else None
         if field is None:
@@ -84,7 +75,7 @@ def app_setup_check(
                     "tenant": tenant_id,
                 },
             )
-            return CheckedSetup(tenant_id=tenant_id, credentials_proven=False)
+            return tenant_id
         message = explain(error, Audience.ADMIN, client_id=client_id, org_url=org_url).message
         logger.info(
             "setup pre-flight refused",
@@ -98,4 +89,4 @@ def app_setup_check(
             },
         )
         raise SetupProblem(field, message, code=error.code) from None
-    return CheckedSetup(tenant_id=tenant_id, credentials_proven=True)
+    return tenant_id

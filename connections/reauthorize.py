@@ -15,7 +15,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.utils import timezone
 
 from accounts.aadsts import Audience
 from accounts.access import current_membership
@@ -29,7 +28,6 @@ from connections.pending import (
     SubmittedCredential,
     pending_discard,
     pending_explained,
-    pending_flow_resume,
     pending_flow_start,
     pending_of,
 )
@@ -77,8 +75,6 @@ def reauthorization_start(
         purpose=Purpose.REAUTHORIZE,
         tenant=app.tenant_id,
         credential=submitted.credential,
-        fresh_sign_in_as=connection.connected_as,
-        claims_challenge=connection.claims_challenge,
         connection=connection,
         requested_by=actor,
         client_id=submitted.client_id,
@@ -91,28 +87,6 @@ def reauthorization_start(
 
 # The admin-consent offer a re-authorization waits on, for the Connections page.
 REAUTHORIZE_CONSENT_SESSION_KEY = "reauthorize.admin_consent"
-
-
-def reauthorization_continue(
-    request: HttpRequest, *, connection: DynamicsConnection, offer: dict
-) -> str:
-    """After an admin approved (in their own browser): the authorization of the
-    re-authorization that waited, as the offer named it; raises Refused when it is gone."""
-    pending = pending_of({"pending": offer.get("pending")})
-    if (
-        pending is None
-        or pending.purpose != Purpose.REAUTHORIZE
-        or pending.connection_id != connection.pk
-        or pending.expires_at <= timezone.now()
-    ):
-        raise Refused(
-            "This re-authorization expired while it waited for an admin's approval. Use the "
-            "key icon to start it again.",
-            code="pending_expired",
-        )
-    return pending_flow_resume(
-        request, pending=pending, tenant=offer["tenant"], fresh_sign_in_as=connection.connected_as
-    )
 
 
 def _is_active_admin(user: User, account_id: int) -> bool:

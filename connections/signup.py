@@ -28,7 +28,6 @@ from connections.pending import (
     SubmittedCredential,
     pending_discard,
     pending_explained,
-    pending_flow_resume,
     pending_flow_start,
     pending_of,
 )
@@ -67,13 +66,13 @@ def signup_start(request: HttpRequest, *, signup: SignupRequest) -> str:
     token must be of that tenant. If the flow cannot start (Entra ID unreachable), the pending
     row is dropped and the error raised.
     """
-    checked = app_setup_check(
+    tenant_id = app_setup_check(
         client_id=signup.client_id, credential=signup.credential, org_url=signup.org_url
     )
     return pending_flow_start(
         request,
         purpose=Purpose.SIGNUP,
-        tenant=checked.tenant_id,
+        tenant=tenant_id,
         credential=signup.credential,
         company_name=signup.company_name,
         phone=signup.phone,
@@ -194,16 +193,3 @@ class SignupHandler(PendingFlowHandler):
             pending_discard(pending)
         request.session[SIGNUP_RETRY_SESSION_KEY] = retry
         return redirect("signup")
-
-
-def signup_continue(request: HttpRequest, *, offer: dict) -> str:
-    """After an admin approved (in their own browser): the authorization of the signup that
-    waited, as the offer named it; raises Refused when it is gone."""
-    pending = pending_of({"pending": offer.get("pending")})
-    if pending is None or pending.purpose != Purpose.SIGNUP or pending.expires_at <= timezone.now():
-        raise Refused(
-            "This signup expired while it waited for an admin's approval. Please submit the "
-            "form again.",
-            code="pending_expired",
-        )
-    return pending_flow_resume(request, pending=pending, tenant=offer["tenant"])

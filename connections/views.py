@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -14,31 +14,28 @@ from accounts.failures import describe
 from accounts.models import AuditEvent, Membership
 from accounts.services import entra_app_set_credential_expiry
 from connections import certificate_views
-from connections.consent import admin_consent_waiting
+from connections.access import admin_connection
+from connections.consent import admin_consent_continue, admin_consent_waiting
 from connections.forms import CERTIFICATE, ReauthorizeForm, SecretExpiryForm, SignupForm
 from connections.health import connection_disconnect, connection_test
 from connections.models import DynamicsConnection
-from connections.pending import SubmittedCredential
 from connections.preflight import SetupProblem
 from connections.reauthorize import (
     REAUTHORIZE_CONSENT_SESSION_KEY,
     ReauthorizationRequest,
-    reauthorization_continue,
     reauthorization_start,
 )
 from connections.signup import (
     SIGNUP_CONSENT_SESSION_KEY,
     SIGNUP_RETRY_SESSION_KEY,
     SignupRequest,
-    signup_continue,
     signup_start,
 )
 from lib.entra.errors import EntraError
 from lib.entra.flows import flow_lifetime
 from lib.entra.http import error_lookup_url
-from lib.entra.types import registered_redirect_uris
+from lib.entra.types import Purpose, registered_redirect_uris
 from lib.ratelimit import rate_limited
-from lib.secret import Secret
 
 
 @login_not_required
@@ -54,10 +51,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         if form.is_valid() and form.cleaned_data["credential_kind"] == CERTIFICATE:
             return certificate_views.signup_certificate_start(request, form.cleaned_data)
         if form.is_valid():
-            fields = dict(form.cleaned_data)
-            del fields["credential_kind"]
-            secret = Secret(fields.pop("client_secret"))
-            submitted = SignupRequest(**fields, credential=SubmittedCredential(secret))
+            fields, credential = form.submitted_secret()
+            submitted = SignupRequest(**fields, credential=credential)
             try:
                 return redirect(signup_start(request, signup=submitted))
             except SetupProblem as problem:
@@ -95,22 +90,11 @@ def signup_continue_view(request: HttpRequest) -> HttpResponse:
     if not offer:
         return redirect("signup")
     try:
-        return redirect(signup_continue(request, offer=offer))
+        return redirect(admin_consent_continue(request, offer=offer, purpose=Purpose.SIGNUP))
     except EntraError as error:
         explanation = describe(error, Audience.ADMIN)
         request.session[SIGNUP_RETRY_SESSION_KEY] = {"message": explanation.message}
         return redirect("signup")
-
-
-def _admin_connection(
-    request: HttpRequest, connection_id: int | None = None
-) -> tuple[Membership, DynamicsConnection]:
-    """The current account's admin membership and its Dynamics connection (404 otherwise)."""
-    admin = current_membership(request, admin=True)
-    connections = DynamicsConnection.objects.filter(account=admin.account)
-    if connection_id is not None:
-        connections = connections.filter(pk=connection_id)
-    return admin, get_object_or_404(connections.select_related("account__entra_app"))
 
 
 def _reauthorize_initial(connection: DynamicsConnection) -> dict:
@@ -121,7 +105,7 @@ def _reauthorize_initial(connection: DynamicsConnection) -> dict:
 
 @require_GET
 def connections(request: HttpRequest) -> HttpResponse:
-    admin, connection = _admin_connection(request)
+    admin, connection = admin_connection(request)
     app = connection.account.entra_app
     events = AuditEvent.objects.filter(account=admin.account).select_related("actor")[:20]
     return render(
@@ -146,12 +130,15 @@ def connections(request: HttpRequest) -> HttpResponse:
 @never_cache
 def reauthorize_continue(request: HttpRequest, connection_id: int) -> HttpResponse:
     """ "An admin has approved": the re-authorization that waited for it goes on to Microsoft."""
-    _, connection = _admin_connection(request, connection_id)
+    _, connection = admin_connection(request, connection_id)
     offer = request.session.pop(REAUTHORIZE_CONSENT_SESSION_KEY, None)
     if not offer:
         return redirect("connections")
     try:
-        return redirect(reauthorization_continue(request, connection=connection, offer=offer))
+        resumed = admin_consent_continue(
+            request, offer=offer, purpose=Purpose.REAUTHORIZE, connection=connection
+        )
+        return redirect(resumed)
     except EntraError as error:
         messages.error(request, describe(error, Audience.ADMIN).message)
         return redirect("connections")
@@ -164,7 +151,7 @@ def reauthorize_continue(request: HttpRequest, connection_id: int) -> HttpRespon
 @never_cache
 def reauthorize(request: HttpRequest, connection_id: int) -> HttpResponse:
     """The key icon's form: in the modal, or as this page without JavaScript."""
-    admin, connection = _admin_connection(request, connection_id)
+    admin, connection = admin_connection(request, connection_id)
     error = None
     if request.method == "POST":
         form = ReauthorizeForm(request.POST)
@@ -173,10 +160,8 @@ def reauthorize(request: HttpRequest, connection_id: int) -> HttpResponse:
                 request, admin=admin, connection=connection, data=form.cleaned_data
             )
         if form.is_valid():
-            fields = dict(form.cleaned_data)
-            del fields["credential_kind"]
-            secret = Secret(fields.pop("client_secret"))
-            submitted = ReauthorizationRequest(**fields, credential=SubmittedCredential(secret))
+            fields, credential = form.submitted_secret()
+            submitted = ReauthorizationRequest(**fields, credential=credential)
             try:
                 return redirect(
                     reauthorization_start(
@@ -199,7 +184,7 @@ def reauthorize(request: HttpRequest, connection_id: int) -> HttpResponse:
 @require_POST
 def secret_expiry(request: HttpRequest, connection_id: int) -> HttpResponse:
     """Record the current secret's expiry date (from Certificates & secrets), for warnings."""
-    admin, connection = _admin_connection(request, connection_id)
+    admin, connection = admin_connection(request, connection_id)
     form = SecretExpiryForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Enter the expiry date as shown in Certificates & secrets.")
@@ -217,7 +202,7 @@ def secret_expiry(request: HttpRequest, connection_id: int) -> HttpResponse:
 @require_POST
 def test_connection(request: HttpRequest, connection_id: int) -> HttpResponse:
     """Run WhoAmI now (with a silent token refresh) and show the result."""
-    admin, connection = _admin_connection(request, connection_id)
+    admin, connection = admin_connection(request, connection_id)
     result = connection_test(connection=connection, actor=admin.user)
     if result.ok:
         messages.success(request, f"Connection test passed: {result.detail}")
@@ -246,7 +231,7 @@ def connection_emails(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def disconnect(request: HttpRequest, connection_id: int) -> HttpResponse:
     """Disconnect Dynamics: a confirm page (GET), then the disconnect itself (POST)."""
-    admin, connection = _admin_connection(request, connection_id)
+    admin, connection = admin_connection(request, connection_id)
     if request.method == "POST":
         connection_disconnect(connection=connection, actor=admin.user)
         messages.success(

@@ -27,7 +27,8 @@ from lib.dynamics.transport import (
     API_VERSION,
     DynamicsError,
     PinnedAdapter,
-    error_code,
+    bearer_headers,
+    error_field,
     failure,
     get,
     throttled_or_down,
@@ -41,6 +42,7 @@ __all__ = [
     "PinnedAdapter",
     "bearer_challenge",
     "discover_tenant",
+    "dynamics_app_scope",
     "dynamics_scope",
     "normalize_org_url",
     "read_one_row",
@@ -66,6 +68,11 @@ ORG_URL_HELP = (
 def dynamics_scope(org_url: str) -> str:
     """The delegated Dynamics scope for an org URL (MSAL's cache works best with this one)."""
     return f"{org_url.rstrip('/')}/user_impersonation"
+
+
+def dynamics_app_scope(org_url: str) -> str:
+    """The app-only (client-credentials) scope for an org URL: its ``.default``."""
+    return f"{org_url.rstrip('/')}/.default"
 
 
 class InvalidOrgUrl(ValueError):
@@ -129,12 +136,7 @@ def who_am_i(org_url: str, access_token: Secret) -> None:
         response = get(
             org_url,
             f"/api/data/{API_VERSION}/WhoAmI",
-            headers={
-                "Authorization": f"Bearer {access_token.reveal()}",
-                "Accept": "application/json",
-                "OData-MaxVersion": "4.0",
-                "OData-Version": "4.0",
-            },
+            headers=bearer_headers(access_token),
         )
     except requests.Timeout:
         raise failure(
@@ -162,7 +164,7 @@ def who_am_i(org_url: str, access_token: Secret) -> None:
             token_rejected=True,
         )
     if response.status_code == 403:
-        code = error_code(response)
+        code = error_field(response, "code")
         if code == NOT_A_MEMBER:
             raise failure(
                 "Your Microsoft account is not a user of this Dynamics 365 org (or has no "
@@ -236,12 +238,7 @@ def read_one_row(org_url: str, access_token: Secret, entity_set: str) -> None:
         response = get(
             org_url,
             f"/api/data/{API_VERSION}/{entity_set}?$top=1&$select={entity}id",
-            headers={
-                "Authorization": f"Bearer {access_token.reveal()}",
-                "Accept": "application/json",
-                "OData-MaxVersion": "4.0",
-                "OData-Version": "4.0",
-            },
+            headers=bearer_headers(access_token),
         )
     except requests.RequestException:
         raise failure(
@@ -254,7 +251,7 @@ def read_one_row(org_url: str, access_token: Secret, entity_set: str) -> None:
     if response.status_code == 200:
         return
     if response.status_code == 403:
-        match = _MISSING_PRIVILEGE.search(_error_message(response))
+        match = _MISSING_PRIVILEGE.search(error_field(response, "message"))
         privilege = match.group(1) if match else f"prvRead{label}"
         raise MissingPrivilege(
             f"Connected, but the connected user cannot read {plural}: give them a security "
@@ -268,10 +265,3 @@ def read_one_row(org_url: str, access_token: Secret, entity_set: str) -> None:
         org_url,
         event="read",
     )
-
-
-def _error_message(response: requests.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return ""

@@ -19,6 +19,8 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from lib.secret import Secret
+
 logger = logging.getLogger("dynamics_connect.dynamics")
 
 API_VERSION = "v9.2"
@@ -67,8 +69,10 @@ def _retry_after(response: requests.Response) -> int:
 def throttled_or_down(response: requests.Response, org_url: str, event: str) -> None:
     """Raise for a 429 or a service-protection error (``throttled``, with ``retry_after``)
     and for a 5xx (``http_5xx``): neither is a credential problem."""
-    throttled = response.status_code == 429 or error_code(response) in _SERVICE_PROTECTION_CODES
-    if throttled:
+    if response.status_code < 400:
+        return
+    code = error_field(response, "code")
+    if response.status_code == 429 or code in _SERVICE_PROTECTION_CODES:
         seconds = _retry_after(response)
         logger.warning(
             "Dynamics asked to wait",
@@ -90,11 +94,22 @@ def throttled_or_down(response: requests.Response, org_url: str, event: str) -> 
         )
 
 
-def error_code(response: requests.Response) -> str:
+def error_field(response: requests.Response, name: str) -> str:
+    """``error.<name>`` of a Web API error body (``code``, ``message``), or ""."""
     try:
-        return str(response.json()["error"]["code"])
+        return str(response.json()["error"][name])
     except (ValueError, KeyError, TypeError):
         return ""
+
+
+def bearer_headers(access_token: Secret) -> dict[str, str]:
+    """The headers of every Web API call made with an access token."""
+    return {
+        "Authorization": f"Bearer {access_token.reveal()}",
+        "Accept": "application/json",
+        "OData-MaxVersion": "4.0",
+        "OData-Version": "4.0",
+    }
 
 
 def failure(

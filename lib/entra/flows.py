@@ -114,7 +114,9 @@ def _claim(state: str, binding: str) -> dict[str, Any] | None:
     return next((json.loads(entry) for key, entry in rows if key == state), None)
 
 
-def _store(state: str, binding: str, entry: dict[str, Any]) -> None:
+def _store(state: str, binding: str, **entry: Any) -> None:
+    """Keep a started flow: its purpose, app, tenant, scopes, ``next``, context, MSAL flow."""
+    entry["started_at"] = time.time()
     with connection.cursor() as cursor:
         row = [state, binding, json.dumps(entry), entry["started_at"] + _kept_for()]
         cursor.execute(_INSERT, row)
@@ -135,18 +137,18 @@ def start_admin_consent(
     the asker's browser (which may resume what waited) from the admin's (which may not).
     """
     state = secrets.token_urlsafe(24)
-    entry = {
-        "purpose": Purpose.ADMIN_CONSENT.value,
-        "client_id": client_id,
-        "tenant": tenant,
-        "scopes": [scope],
-        "next": "",
-        "context": dict(context or {}),
-        "started_at": time.time(),
-        "flow": {},
-        "started_by": _binding(request, create=True),
-    }
-    _store(state, _ANY_BROWSER, entry)
+    _store(
+        state,
+        _ANY_BROWSER,
+        purpose=Purpose.ADMIN_CONSENT.value,
+        client_id=client_id,
+        tenant=tenant,
+        scopes=[scope],
+        next="",
+        context=dict(context or {}),
+        flow={},
+        started_by=_binding(request, create=True),
+    )
     sign_in_page = str(discovery_document(tenant).get("authorization_endpoint", ""))
     origin = sign_in_page.split(f"/{tenant}/", 1)[0] if f"/{tenant}/" in sign_in_page else ""
     query = urlencode(
@@ -224,18 +226,17 @@ def start(
     flow = msal_app.initiate_auth_code_flow(
         list(scopes), redirect_uri=redirect_uri(identity_only=purpose.identity_only), **options
     )
-    binding = _binding(request, create=True)
-    entry = {
-        "purpose": purpose.value,
-        "client_id": client_id,
-        "tenant": tenant,
-        "scopes": list(scopes),
-        "next": next_url,
-        "context": dict(context or {}),
-        "started_at": time.time(),
-        "flow": flow,
-    }
-    _store(flow["state"], binding, entry)
+    _store(
+        flow["state"],
+        _binding(request, create=True),
+        purpose=purpose.value,
+        client_id=client_id,
+        tenant=tenant,
+        scopes=list(scopes),
+        next=next_url,
+        context=dict(context or {}),
+        flow=flow,
+    )
     logger.info(
         "Entra ID flow started",
         extra={

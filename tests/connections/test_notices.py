@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from accounts.models import EntraApp, Membership
-from connections.models import ConnectionNotice, DynamicsConnection
+from connections.models import DynamicsConnection
 from connections.notices import connection_notify
 from tests.demo import demo_org
 
@@ -59,18 +59,30 @@ def test_a_broken_connection_is_e_mailed_once_and_its_recovery_once(admin, emula
     assert len(mail.outbox) == 3
 
 
-def test_nothing_goes_to_members_removed_admins_or_admins_who_turned_it_off(
-    admin, member, emulator, demo
+@pytest.mark.parametrize(
+    ("member_is", "admin_turned_them_off", "recipients"),
+    [
+        ("member", False, ["admin"]),  # a member is never told
+        ("admin", False, ["admin", "member"]),  # every active admin is
+        ("removed admin", False, ["admin"]),  # an admin whose access was removed is not
+        ("admin", True, ["member"]),  # nor an admin who turned them off
+    ],
+)
+def test_only_active_admins_who_want_them_get_the_e_mails(
+    admin, member, emulator, demo, member_is, admin_turned_them_off, recipients
 ):
-    Membership.objects.filter(user__email=demo.member).update(role=Membership.Role.ADMIN)
-    Membership.objects.filter(user__email=demo.member).update(is_blocked=True)
+    role = Membership.Role.MEMBER if member_is == "member" else Membership.Role.ADMIN
+    Membership.objects.filter(user__email=demo.member).update(
+        role=role, is_blocked=member_is == "removed admin"
+    )
+    if admin_turned_them_off:
+        admin.client.post("/settings/connections/emails", {})
     break_the_connection(emulator, demo)
-    admin.client.post("/settings/connections/emails", {})  # the admin turns them off
 
     check_all()
 
-    assert mail.outbox == []
-    assert ConnectionNotice.objects.filter(event__startswith="needs_reauth").exists()
+    people = {"admin": demo.admin, "member": demo.member}
+    assert [message.to for message in mail.outbox] == [sorted(people[r] for r in recipients)]
 
 
 @pytest.mark.parametrize(("days_left", "step"), [(29, 30), (6, 7), (0, 1)])

@@ -152,6 +152,15 @@ def test_the_wsgi_entry_point_refuses_to_start_without_a_sender_for_the_notices(
     assert "accounts.E004" in result.stderr
 
 
+def test_a_required_table_a_check_cannot_read_stops_the_start(tmp_path):
+    result = run_python(
+        tmp_path, "import bizible_site.wsgi", DYNAMICS_REQUIRED_TABLES="leads,widgets"
+    )
+
+    assert result.returncode != 0
+    assert "connections.E002" in result.stderr and "widgets" in result.stderr
+
+
 def test_email_url_configures_smtp_and_its_password_never_shows_in_error_reports(tmp_path):
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
