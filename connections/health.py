@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from django.conf import settings
 from django.db import transaction
@@ -215,7 +216,11 @@ def _unreadable_tables(org_url: str, token: Secret) -> list[dynamics.MissingPriv
     return missing
 
 
-def _record_dynamics_failure(connection: DynamicsConnection, error: dynamics.DynamicsError):
+def _record_dynamics_failure(
+    connection: DynamicsConnection, error: dynamics.DynamicsError
+) -> NoReturn:
+    """Record what Dynamics answered (Busy with its Retry-After, Needs re-authentication for
+    a refused token or a non-member, else Error) and raise ConnectionUnusable."""
     code = f"dynamics_{error.code}"
     if error.retry_after:
         connection_record_health(
